@@ -1,0 +1,17 @@
+"""convviz: see what a Keras 3 convnet learned.
+
+Feature maps (:func:`activations`), filter patterns, Grad-CAM heatmaps and
+activation sparsity, on the TensorFlow, JAX and PyTorch backends.
+
+>>> import convviz, keras
+>>> model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 3)])
+>>> acts = convviz.activations(model, "path/to/cat.jpg")  # doctest: +SKIP
+"""
+
+from convviz import errors, plot
+from convviz.activations import activations
+from convviz.inspector import Inspector, LayerInfo
+
+__version__ = "0.1.0"
+
+__all__ = ["Inspector", "LayerInfo", "activations", "errors", "plot"]

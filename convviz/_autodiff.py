@@ -1,0 +1,121 @@
+"""Value and gradient of a scalar objective: the only backend-specific code in convviz.
+
+Everything else is written with ``keras.ops``. Here each backend differentiates in
+its own way and compiles where it can:
+
+- TensorFlow: ``tf.GradientTape`` inside a ``tf.function``;
+- JAX: ``jax.value_and_grad`` under ``jax.jit``, with the model's weights passed in
+  as arguments (``stateless_call``) so they are not baked into the compiled code and
+  a model that keeps training still gets correct gradients;
+- PyTorch: ``torch.autograd.grad`` in eager mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+import numpy as np
+
+
+def gradient_step(model: keras.Model, objective: Callable, wrt: int = 0) -> Callable:
+    """Build ``step(inputs, *extra) -> (value, grad, outputs)`` for ``model``.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Called in inference mode (``training=False``).
+    objective : callable
+        ``objective(outputs, *extra) -> scalar`` written with ``keras.ops``.
+        ``outputs`` is what the model returns (a tensor or a list of tensors).
+    wrt : int
+        Index, in the model's input list, of the input to differentiate against.
+
+    Returns
+    -------
+    callable
+        ``step(inputs, *extra)`` where ``inputs`` is a list with one array per model
+        input. Returns backend tensors: the objective's value, its gradient with
+        respect to ``inputs[wrt]`` (same shape), and the model outputs.
+
+    Examples
+    --------
+    >>> import keras, numpy as np
+    >>> m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    >>> step = gradient_step(m, lambda y: keras.ops.sum(y))
+    >>> value, grad, _ = step([np.ones((2, 3), "float32")])
+    >>> tuple(grad.shape)
+    (2, 3)
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return _tensorflow_step(model, objective, wrt)
+    if backend == "jax":
+        return _jax_step(model, objective, wrt)
+    if backend == "torch":
+        return _torch_step(model, objective, wrt)
+    raise NotImplementedError(f"convviz has no gradient step for the {backend!r} backend.")
+
+
+def _model_inputs(inputs: list):
+    # A single-input model is called with the tensor itself, not a one-item list.
+    return inputs[0] if len(inputs) == 1 else list(inputs)
+
+
+def _tensorflow_step(model, objective, wrt):
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def step(inputs, *extra):
+        inputs = list(inputs)
+        with tf.GradientTape() as tape:
+            tape.watch(inputs[wrt])
+            outputs = model(_model_inputs(inputs), training=False)
+            value = objective(outputs, *extra)
+        return value, tape.gradient(value, inputs[wrt]), outputs
+
+    def run(inputs, *extra):
+        inputs = [tf.convert_to_tensor(x, dtype=tf.float32) for x in inputs]
+        return step(inputs, *extra)
+
+    return run
+
+
+def _jax_step(model, objective, wrt):
+    import jax
+
+    def loss(x, others, trainable, non_trainable, *extra):
+        inputs = list(others)
+        inputs.insert(wrt, x)
+        outputs, _ = model.stateless_call(
+            trainable, non_trainable, _model_inputs(inputs), training=False
+        )
+        return objective(outputs, *extra), outputs
+
+    compiled = jax.jit(jax.value_and_grad(loss, has_aux=True))
+
+    def run(inputs, *extra):
+        inputs = [jax.numpy.asarray(x, dtype="float32") for x in inputs]
+        x = inputs.pop(wrt)
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+        (value, outputs), grad = compiled(x, inputs, trainable, non_trainable, *extra)
+        return value, grad, outputs
+
+    return run
+
+
+def _torch_step(model, objective, wrt):
+    import torch
+
+    def run(inputs, *extra):
+        inputs = [keras.ops.convert_to_tensor(np.asarray(x, dtype="float32")) for x in inputs]
+        inputs[wrt] = inputs[wrt].detach().requires_grad_(True)
+        extra = [keras.ops.convert_to_tensor(e) if isinstance(e, np.ndarray) else e for e in extra]
+        outputs = model(_model_inputs(inputs), training=False)
+        value = objective(outputs, *extra)
+        (grad,) = torch.autograd.grad(value, inputs[wrt])
+        outputs = keras.tree.map_structure(lambda t: t.detach(), outputs)
+        return value.detach(), grad, outputs
+
+    return run

@@ -1,0 +1,204 @@
+"""Every accepted image form becomes one float32 NHWC numpy batch here, and only here."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from convviz.errors import InputError
+
+_CHANNELS_OK = (1, 3, 4)
+
+
+def _describe(obj) -> str:
+    shape = getattr(obj, "shape", None)
+    dtype = getattr(obj, "dtype", None)
+    if shape is not None:
+        return f"{type(obj).__name__} of shape {tuple(shape)} and dtype {dtype}"
+    return repr(obj) if isinstance(obj, (str, os.PathLike)) else type(obj).__name__
+
+
+def _load_path(path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputError(f"Image file not found: {path!r}.")
+    try:
+        with Image.open(path) as im:
+            return _from_pil(im)
+    except (UnidentifiedImageError, OSError) as err:
+        raise InputError(f"Cannot read {path!r} as an image ({err}).") from err
+
+
+def _from_pil(im) -> np.ndarray:
+    # Palette, CMYK, 16-bit ... images become RGB or L so the array has 1, 3 or 4 channels.
+    if im.mode not in ("L", "RGB", "RGBA", "F", "I;16", "I"):
+        im = im.convert("RGBA" if "A" in im.getbands() or "transparency" in im.info else "RGB")
+    return np.asarray(im)
+
+
+def _to_numpy(obj) -> np.ndarray:
+    if isinstance(obj, np.ndarray):
+        return obj
+    if hasattr(obj, "detach") and hasattr(obj, "cpu"):  # torch.Tensor
+        return obj.detach().cpu().numpy()
+    if hasattr(obj, "numpy") and callable(obj.numpy):  # tf.Tensor
+        return np.asarray(obj.numpy())
+    if hasattr(obj, "__array__"):  # jax.Array, keras variables, ...
+        return np.asarray(obj)
+    raise InputError(
+        f"Cannot read an image from {_describe(obj)}: expected a file path, a PIL image, "
+        "a numpy array, a backend tensor, or a list of those."
+    )
+
+
+def _single_to_array(obj) -> np.ndarray:
+    """One item of a list: a path, a PIL image or an array-like of rank 2 or 3."""
+    if isinstance(obj, (str, os.PathLike)):
+        return _load_path(obj)
+    if type(obj).__module__.startswith("PIL."):
+        return _from_pil(obj)
+    return _to_numpy(obj)
+
+
+def _to_nhwc(arr: np.ndarray, what: str, channels: int | None) -> np.ndarray:
+    """Bring a rank 2-4 array to NHWC; decide ambiguous rank-3 cases by the channel rule."""
+    if arr.ndim == 2:
+        return arr[None, :, :, None]
+    if arr.ndim == 3:
+        if arr.shape[-1] in _CHANNELS_OK:
+            return arr[None]
+        if channels == 1:  # (N, H, W) grayscale batch, e.g. MNIST digits
+            return arr[..., None]
+        raise InputError(
+            f"Cannot interpret {what}: a rank-3 array must be one HWC image whose last axis "
+            f"has 1, 3 or 4 channels (or an (N, H, W) batch for a grayscale model)."
+            + _channels_first_hint(arr)
+        )
+    if arr.ndim == 4:
+        return arr
+    raise InputError(
+        f"Cannot interpret {what}: expected an image of rank 2 (H, W), 3 (H, W, C) or a batch "
+        f"of rank 4 (N, H, W, C), got rank {arr.ndim}."
+    )
+
+
+def _channels_first_hint(arr: np.ndarray) -> str:
+    if arr.ndim >= 3 and arr.shape[-3] in _CHANNELS_OK and arr.shape[-1] > 4:
+        axis = arr.ndim - 3
+        return (
+            f" It looks channels-first; convviz expects channels-last: "
+            f"use np.moveaxis(x, {axis}, -1)."
+        )
+    return ""
+
+
+def _match_channels(batch: np.ndarray, channels: int | None, what: str) -> np.ndarray:
+    c = batch.shape[-1]
+    if c not in _CHANNELS_OK:
+        raise InputError(
+            f"Cannot interpret {what}: images must have 1 (grayscale), 3 (RGB) or 4 (RGBA, "
+            f"alpha dropped) channels on the last axis, got {c}." + _channels_first_hint(batch)
+        )
+    if c == 4:
+        batch, c = batch[..., :3], 3
+    if channels is None or channels == c:
+        return batch
+    if channels == 3 and c == 1:
+        return np.repeat(batch, 3, axis=-1)
+    if channels == 1 and c == 3:
+        # ITU-R 601-2 luma, the weights PIL uses for convert("L").
+        luma = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        return (batch.astype(np.float32) @ luma)[..., None]
+    raise InputError(f"The model expects {channels} channels; {what} has {c}.")
+
+
+def _resize(batch: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a float32 NHWC batch, channel by channel in PIL's float mode."""
+    from PIL import Image
+
+    h, w = size
+    out = np.empty((batch.shape[0], h, w, batch.shape[-1]), dtype=np.float32)
+    for i, image in enumerate(batch):
+        for c in range(batch.shape[-1]):
+            plane = Image.fromarray(np.ascontiguousarray(image[..., c]), mode="F")
+            out[i, ..., c] = np.asarray(plane.resize((w, h), Image.BILINEAR))
+    return out
+
+
+def to_batch(
+    images,
+    *,
+    size: tuple[int | None, int | None] | None = None,
+    channels: int | None = None,
+) -> np.ndarray:
+    """Turn any accepted image form into a float32 NHWC numpy batch.
+
+    Parameters
+    ----------
+    images : str, os.PathLike, PIL.Image.Image, array-like, or a sequence of those
+        A file path, a PIL image, a numpy array or a backend tensor (TensorFlow,
+        JAX, PyTorch) of shape (H, W), (H, W, C) or (N, H, W, C), uint8 or float,
+        grayscale (1 channel), RGB or RGBA (alpha is dropped). A list mixes any of
+        these; after resizing its items must share one size.
+    size : (height, width), optional
+        Resize every image to this size (bilinear) when it differs. ``None`` or a
+        ``None`` entry keeps the image's own size on that axis.
+    channels : int, optional
+        Channels the model expects. Grayscale is repeated to RGB for a 3-channel
+        model and RGB is converted to luma for a 1-channel model.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 array of shape (N, H, W, C). Pixel values keep their scale: uint8
+        0-255 images become floats 0.0-255.0 (the chapter's models rescale inside).
+
+    Raises
+    ------
+    InputError
+        On an unreadable file, a rank other than 2-4, an unsupported channel count,
+        or an empty batch. The message names what was received and what is expected.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> to_batch(np.zeros((28, 28), dtype="uint8"), channels=1).shape
+    (1, 28, 28, 1)
+    >>> to_batch(np.zeros((64, 48, 3)), size=(32, 32)).shape
+    (1, 32, 32, 3)
+    """
+    if isinstance(images, Sequence) and not isinstance(images, (str, bytes)):
+        if len(images) == 0:
+            raise InputError("Received an empty list of images; give at least one image.")
+        parts = [to_batch(item, size=size, channels=channels) for item in images]
+        shapes = {p.shape[1:] for p in parts}
+        if len(shapes) > 1:
+            raise InputError(
+                f"Images in a list must share one size after resizing, got shapes {sorted(shapes)}; "
+                "pass size=(height, width) or use a model with a fixed input size."
+            )
+        return np.concatenate(parts, axis=0)
+
+    what = _describe(images)
+    arr = _single_to_array(images)
+    if arr.dtype == bool or not (
+        np.issubdtype(arr.dtype, np.number) and not np.issubdtype(arr.dtype, np.complexfloating)
+    ):
+        raise InputError(f"Cannot interpret {what}: expected a real numeric image, got dtype {arr.dtype}.")
+    batch = _to_nhwc(arr, what, channels)
+    if batch.shape[0] == 0:
+        raise InputError(f"Received an empty batch ({what}); give at least one image.")
+    if 0 in batch.shape[1:3]:
+        raise InputError(f"Cannot interpret {what}: an image has zero height or width.")
+    batch = _match_channels(batch, channels, what).astype(np.float32, copy=False)
+    if not np.all(np.isfinite(batch)):
+        raise InputError(f"{what} contains NaN or infinite values.")
+    if size is not None:
+        target = tuple(t if t is not None else s for t, s in zip(size, batch.shape[1:3]))
+        if target != batch.shape[1:3]:
+            batch = _resize(batch, target)
+    return batch

@@ -1,0 +1,55 @@
+"""Intermediate feature maps: what each layer outputs for an image."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from convviz.inspector import Inspector
+
+
+def activations(model, img, layers=None, *, batch_size: int = 32) -> dict[str, np.ndarray]:
+    """Outputs of a model's layers for one image or a batch, shallow to deep.
+
+    The model runs in inference mode: augmentation and dropout layers are inactive
+    and BatchNormalization uses its moving statistics.
+
+    Parameters
+    ----------
+    model : keras.Model, convviz.Inspector or path
+        A built Sequential or Functional model (nested conv bases are fine), or a
+        ``.keras`` file.
+    img : path, PIL image, array or tensor, or a list of those
+        One image (H, W) / (H, W, C) or a batch (N, H, W, C); uint8 or float,
+        grayscale or RGB. Images are resized (bilinear) to the model's input size
+        when the model has a fixed one. Pixel values are passed as they are: the
+        chapter's models take 0-255 pixels and rescale inside.
+    layers : str or list of str, optional
+        Layer names or ``outer/inner`` paths. Default: every convolution and pooling
+        layer, as in the chapter.
+    batch_size : int
+        Images per forward pass, to bound memory on large batches.
+
+    Returns
+    -------
+    dict[str, numpy.ndarray]
+        Ordered shallow to deep: layer name -> array with a leading batch axis,
+        e.g. ``(1, 178, 178, 32)`` for one image through a 3x3 convolution.
+
+    Raises
+    ------
+    convviz.errors.InputError
+        Unreadable or malformed images.
+    convviz.errors.LayerNotFoundError
+        An unknown layer name (the message lists the closest names).
+    convviz.errors.ModelStructureError
+        No conv or pooling layer and no ``layers`` given, or a model convviz cannot open.
+
+    Examples
+    --------
+    >>> import keras, numpy as np, convviz
+    >>> model = keras.Sequential([keras.Input((28, 28, 1)),
+    ...                           keras.layers.Conv2D(4, 3, name="conv")])
+    >>> convviz.activations(model, np.zeros((28, 28), "uint8"))["conv"].shape
+    (1, 26, 26, 4)
+    """
+    return Inspector.of(model).activations(img, layers=layers, batch_size=batch_size)

@@ -1,0 +1,49 @@
+"""Exceptions raised by convviz.
+
+Every error convviz raises on bad input is a :class:`ConvvizError`, so callers can
+catch them all at once. Each subclass also derives from the built-in exception a
+Python user would expect (``ValueError`` for bad values, ``LookupError`` for names
+that do not exist), so ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+
+class ConvvizError(Exception):
+    """Base class of every error convviz raises on purpose."""
+
+
+class InputError(ConvvizError, ValueError):
+    """An image, batch or dataset cannot be turned into model input.
+
+    The message says what was received and what convviz expects.
+    """
+
+
+class LayerNotFoundError(ConvvizError, LookupError):
+    """A layer name or nested path does not exist in the model.
+
+    The message lists the closest existing names.
+    """
+
+    def __str__(self) -> str:  # LookupError would otherwise quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ModelStructureError(ConvvizError, ValueError):
+    """The model cannot be explained as asked (no conv layer, not a graph model, ...)."""
+
+
+class WeightsUnavailableError(ConvvizError, RuntimeError):
+    """Pretrained weights or a preset could not be fetched or found locally."""
+
+
+def closest(name: str, candidates, n: int = 5) -> list[str]:
+    """Return up to ``n`` candidates that look most like ``name`` (best first)."""
+    candidates = list(candidates)
+    hits = difflib.get_close_matches(name, candidates, n=n, cutoff=0.4)
+    if len(hits) < n:  # substring matches catch "conv2" -> "block2_conv1"
+        hits += [c for c in candidates if name.lower() in c.lower() and c not in hits]
+    return hits[:n]

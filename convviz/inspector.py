@@ -1,0 +1,259 @@
+"""The Inspector: one model opened up, with its sub-models and compiled steps cached."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import NamedTuple
+
+import keras
+import numpy as np
+
+from convviz import _layers
+from convviz._inputs import to_batch
+from convviz.errors import InputError, ModelStructureError
+
+_CACHE_ATTR = "_convviz_inspector"
+
+
+class LayerInfo(NamedTuple):
+    """A layer as convviz sees it: the name to use, where it sits, what it outputs."""
+
+    name: str
+    """Key used in results: the layer name, or its ``outer/inner`` path when the name
+    is not unique across nested models."""
+    path: tuple[str, ...]
+    layer: keras.Layer
+    output_shape: tuple
+    """Symbolic output shape, batch axis first (``None`` for unknown sizes)."""
+
+
+def load_model(path) -> keras.Model:
+    """Load a ``.keras`` (or legacy ``.h5``) file with Keras' ``safe_mode`` left on."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputError(f"Model file not found: {path!r}.")
+    try:
+        return keras.models.load_model(path)
+    except Exception as err:  # Keras raises many types; report the file and the reason
+        raise InputError(f"Cannot load a Keras model from {path!r}: {err}") from err
+
+
+class Inspector:
+    """Open a Keras model so any layer's output, and gradients into it, are reachable.
+
+    The Inspector re-runs the model once on a symbolic input, stepping into nested
+    Sequential/Functional sub-models, so layers inside a frozen conv base are as easy
+    to reach as top-level ones. It caches the multi-output feature models and the
+    compiled gradient steps it builds, so repeated calls cost one forward (and
+    backward) pass each. ``convviz.activations`` and friends reuse one Inspector per
+    model automatically.
+
+    Parameters
+    ----------
+    model : keras.Model or path
+        A built Sequential or Functional model, or the path of a ``.keras`` file
+        (loaded with ``safe_mode`` on). It must take one image input (H, W, C).
+
+    Examples
+    --------
+    >>> import keras, numpy as np, convviz
+    >>> model = keras.Sequential([
+    ...     keras.Input((32, 32, 3)),
+    ...     keras.layers.Conv2D(8, 3, activation="relu", name="conv"),
+    ...     keras.layers.MaxPooling2D(name="pool"),
+    ... ])
+    >>> inspector = convviz.Inspector(model)
+    >>> inspector.layer_names()
+    ['conv', 'pool']
+    >>> acts = inspector.activations(np.zeros((32, 32, 3), "uint8"))
+    >>> acts["conv"].shape
+    (1, 30, 30, 8)
+    """
+
+    def __init__(self, model):
+        if isinstance(model, (str, os.PathLike)):
+            model = load_model(model)
+        if not isinstance(model, keras.Model):
+            raise ModelStructureError(f"Expected a keras.Model, got {type(model).__name__}.")
+        self.model = model
+        self.input_shape = _image_input_shape(model)
+        self._trace: _layers.Trace | None = None
+        self._cache: dict = {}
+
+    @classmethod
+    def of(cls, model) -> Inspector:
+        """The Inspector cached on ``model`` (created on first use)."""
+        if isinstance(model, Inspector):
+            return model
+        if isinstance(model, (str, os.PathLike)):
+            return cls(model)
+        inspector = model.__dict__.get(_CACHE_ATTR)
+        if inspector is None:
+            inspector = cls(model)
+            # Plain attribute, bypassing Keras' attribute tracking: the cache must not
+            # become part of the model's weights or saved file.
+            object.__setattr__(model, _CACHE_ATTR, inspector)
+        return inspector
+
+    def clear(self) -> None:
+        """Forget cached sub-models and steps (after changing the model's structure)."""
+        self._trace = None
+        self._cache.clear()
+
+    # -- layers ---------------------------------------------------------------------
+
+    def _new_input(self):
+        return keras.Input(shape=self.input_shape, name="convviz_input")
+
+    @property
+    def _flat(self) -> _layers.Trace:
+        if self._trace is None:
+            self._trace = _layers.trace(self.model, self._new_input())
+        return self._trace
+
+    def layers(self) -> list[LayerInfo]:
+        """Every layer, shallow to deep, including those inside nested models."""
+        return [_info(t) for t in self._flat.taps]
+
+    def layer_names(self) -> list[str]:
+        """The names accepted by ``layers=`` / ``layer=`` arguments, shallow to deep."""
+        return self._flat.keys()
+
+    def find_layer(self, name) -> LayerInfo:
+        """Resolve a name, an ``outer/inner`` path or a layer object to its LayerInfo.
+
+        Raises :class:`~convviz.errors.LayerNotFoundError` listing the closest names.
+        """
+        return _info(_layers.resolve(self._flat.taps, name))
+
+    def feature_layers(self) -> list[str]:
+        """The conv and pooling layers (the chapter's choice), shallow to deep."""
+        names = [
+            t.key
+            for t in self._flat.taps
+            if (_layers.is_conv(t.layer) or _layers.is_pool(t.layer)) and t.tensor is not None
+        ]
+        if not names:
+            raise ModelStructureError(
+                "This model has no convolution or pooling layer; pass layers=[...] "
+                f"explicitly. Its layers: {', '.join(self.layer_names())}."
+            )
+        return names
+
+    def last_conv_layer(self) -> str:
+        """Name of the layer Grad-CAM uses by default (see ``_layers.last_conv_tap``)."""
+        return _layers.last_conv_tap(self._flat.taps).key
+
+    def _resolve_many(self, layers) -> list[_layers.Tap]:
+        if layers is None:
+            layers = self.feature_layers()
+        elif isinstance(layers, (str, keras.Layer)):
+            layers = [layers]
+        taps = [_layers.resolve(self._flat.taps, name) for name in layers]
+        if not taps:
+            raise InputError("layers=[] asks for no layer; pass None for the default layers.")
+        for t in taps:
+            if t.tensor is None:
+                raise ModelStructureError(f"Layer {t.key!r} has several outputs; pick a single-output layer.")
+        return taps
+
+    # -- inputs ---------------------------------------------------------------------
+
+    def prepare(self, images) -> np.ndarray:
+        """Normalise images to a float32 NHWC batch the model accepts.
+
+        Accepts everything :func:`convviz._inputs.to_batch` does; images are resized
+        (bilinear) to the model's input size when the model has a fixed one.
+        """
+        h, w, c = self.input_shape
+        return to_batch(images, size=(h, w), channels=c)
+
+    # -- cached sub-models and steps --------------------------------------------------
+
+    def cached(self, key, build: Callable):
+        """Return ``self._cache[key]``, building it with ``build()`` on first use."""
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
+
+    def feature_model(self, layers=None) -> keras.Model:
+        """A model from the input to the outputs of ``layers`` (a list, shallow to deep).
+
+        Built once per layer selection and cached; layers are shared, not copied.
+        """
+        taps = self._resolve_many(layers)
+        key = ("features", tuple(t.key for t in taps))
+        return self.cached(
+            key,
+            lambda: _layers.flat_model(
+                self._flat.inputs, [t.tensor for t in taps], self._flat.taps, "convviz_features"
+            ),
+        )
+
+    def gradient_model(self, layer) -> keras.Model:
+        """A model ``(image, delta) -> [activation, model output]`` for gradients into ``layer``.
+
+        ``delta`` (same shape as the activation) is added to the layer's output before
+        the rest of the model sees it. With ``delta = 0`` the outputs are the model's
+        own, and the gradient with respect to ``delta`` is the gradient with respect
+        to the activation: one forward and one backward pass, whatever the topology.
+        """
+        tap = _layers.resolve(self._flat.taps, layer)
+        if tap.tensor is None:
+            raise ModelStructureError(f"Layer {tap.key!r} has several outputs; pick a single-output layer.")
+
+        def build():
+            image = self._new_input()
+            delta = keras.Input(shape=tap.shape[1:], name="convviz_delta")
+            flat = _layers.trace(
+                self.model, image, edit=(tap.path, lambda out: keras.layers.Add()([out, delta]))
+            )
+            activation = next(t.tensor for t in flat.taps if t.path == tap.path)
+            return _layers.flat_model(
+                [image, delta], [activation, flat.outputs], flat.taps, "convviz_gradient"
+            )
+
+        return self.cached(("gradient", tap.key), build)
+
+    # -- activations ------------------------------------------------------------------
+
+    def activations(self, images, layers=None, batch_size: int = 32) -> dict[str, np.ndarray]:
+        """Layer outputs for ``images``; see :func:`convviz.activations`."""
+        batch = self.prepare(images)
+        model = self.feature_model(layers)
+        names = [t.key for t in self._resolve_many(layers)]
+        chunks = [model.predict_on_batch(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)]
+        if len(chunks) == 1:
+            arrays = chunks[0]
+        else:
+            arrays = [np.concatenate(parts, axis=0) for parts in zip(*chunks)]
+        return dict(zip(names, (np.asarray(a) for a in arrays)))
+
+
+def _info(tap: _layers.Tap) -> LayerInfo:
+    return LayerInfo(tap.key, tap.path, tap.layer, tap.shape)
+
+
+def _image_input_shape(model) -> tuple:
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        inputs = None
+    if not inputs:
+        raise ModelStructureError(
+            f"Model {model.name!r} has no defined input yet. Start it with "
+            "keras.Input(shape=(height, width, channels)), or build it by calling it on a batch."
+        )
+    if len(inputs) != 1:
+        raise ModelStructureError(
+            f"convviz explains models with one image input; {model.name!r} has {len(inputs)} inputs."
+        )
+    shape = tuple(inputs[0].shape[1:])
+    if len(shape) != 3 or shape[-1] is None:
+        raise ModelStructureError(
+            f"convviz expects an image input of shape (height, width, channels); model "
+            f"{model.name!r} takes {shape}."
+        )
+    return shape
+

@@ -1,0 +1,45 @@
+"""Sessions: `nox -s lint tests` is what CI runs (tests = one session per Keras backend)."""
+
+import nox
+
+nox.options.error_on_missing_interpreters = True
+nox.options.reuse_existing_virtualenvs = False
+
+BACKENDS = ["tensorflow", "jax", "torch"]
+
+# keras-hub without tensorflow-text: its requirement on tensorflow-text would replace
+# tensorflow-cpu with the full tensorflow wheel (same folder, last install wins), and
+# convviz only uses keras-hub's vision models. These are its import-time needs.
+HUB = ["keras-hub==0.32.0"]
+HUB_DEPS = ["absl-py", "packaging", "regex", "rich", "kagglehub", "kagglesdk==0.1.28"]
+
+
+@nox.session
+@nox.parametrize("backend", BACKENDS)
+def tests(session, backend):
+    """Run the test suite on one Keras backend."""
+    session.install("-e", f".[{backend},test]")
+    session.install("--no-deps", *HUB)
+    session.install(*HUB_DEPS)
+    session.run(
+        "python", "-m", "pytest", "-q", "-ra", *session.posargs,
+        env={"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"},
+    )
+
+
+@nox.session
+def lint(session):
+    """ruff on the package, tests, benchmarks and this file."""
+    session.install("ruff==0.17.6")
+    session.run("ruff", "check", "convviz", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session
+@nox.parametrize("backend", BACKENDS)
+def bench(session, backend):
+    """Benchmarks on one backend (pass --quick after -- for a short run)."""
+    session.install("-e", f".[{backend},test]")
+    session.run(
+        "python", "benchmarks/run.py", *session.posargs,
+        env={"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"},
+    )
