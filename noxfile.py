@@ -40,6 +40,6 @@ def bench(session, backend):
     """Benchmarks on one backend (pass --quick after -- for a short run)."""
     session.install("-e", f".[{backend},test]")
     session.run(
-        "python", "benchmarks/run.py", *session.posargs,
+        "python", "benchmarks/activations.py", *session.posargs,
         env={"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"},
     )

@@ -1,0 +1,129 @@
+"""convviz.activations against independently built keras.Model(inputs, layer.output)."""
+
+import keras
+import numpy as np
+import pytest
+from helpers import random_images, reference_output, vgg16_base, vgg16_in_functional, vgg16_in_sequential
+
+import convviz
+from convviz.errors import InputError, LayerNotFoundError, ModelStructureError
+
+ATOL = 1e-5
+
+
+def small_convnet(size=180):
+    """The chapter's small convnet from scratch (2nd edition)."""
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Rescaling(1.0 / 255)(inputs)
+    for i, filters in enumerate([32, 64, 128, 256, 256]):
+        x = keras.layers.Conv2D(filters, 3, activation="relu")(x)
+        if i < 4:
+            x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid")(x)
+    return keras.Model(inputs, outputs)
+
+
+def _assert_matches_reference(acts, model, images):
+    x = images.astype("float32")
+    for name, value in acts.items():
+        layer = model.get_layer(name)
+        expected = reference_output(model.inputs, layer.output, x)
+        np.testing.assert_allclose(value, expected, atol=ATOL, err_msg=name)
+
+
+def test_small_convnet_all_conv_and_pool_layers():
+    model = small_convnet()
+    images = random_images(2, (180, 180))
+    acts = convviz.activations(model, images)
+    kinds = [type(model.get_layer(n)).__name__ for n in acts]
+    assert kinds == ["Conv2D", "MaxPooling2D"] * 4 + ["Conv2D"]
+    assert acts[next(iter(acts))].shape == (2, 178, 178, 32)
+    _assert_matches_reference(acts, model, images)
+
+
+def _nested_reference(base, name, images):
+    # Independent path: the base's own graph, fed the rescaled images by hand.
+    return reference_output(base.inputs, base.get_layer(name).output, images.astype("float32") / 255)
+
+
+@pytest.mark.parametrize("wrap", [vgg16_in_sequential, vgg16_in_functional])
+def test_vgg16_base_nested_every_layer(wrap):
+    base = vgg16_base()
+    model = wrap(base)
+    images = random_images(2)
+    acts = convviz.activations(model, images)
+    assert list(acts) == [layer.name for layer in base.layers if "conv" in layer.name or "pool" in layer.name]
+    for name, value in acts.items():
+        np.testing.assert_allclose(value, _nested_reference(base, name, images), atol=ATOL, err_msg=name)
+    # The nested model's own output and outer layers are reachable by name too.
+    head = convviz.activations(model, images, layers=[base.name, model.layers[-1].name])
+    np.testing.assert_allclose(head[base.name], _nested_reference(base, "block5_pool", images), atol=ATOL)
+    expected = keras.ops.convert_to_numpy(model(images.astype("float32"), training=False))
+    np.testing.assert_allclose(head[model.layers[-1].name], expected, atol=ATOL)
+
+
+def test_model_round_tripped_through_keras_file(tmp_path):
+    model = small_convnet(96)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    images = random_images(1, (96, 96))
+    acts = convviz.activations(str(path), images)
+    _assert_matches_reference(acts, model, images)
+    loaded = keras.models.load_model(path)
+    _assert_matches_reference(convviz.activations(loaded, images), model, images)
+
+
+def test_sequential_built_without_input_and_one_hwc_image():
+    model = keras.Sequential([keras.layers.Conv2D(4, 3, name="c1"), keras.layers.MaxPooling2D(name="p1")])
+    model(np.zeros((1, 16, 16, 3), "float32"))
+    image = random_images(1, (16, 16))[0]
+    acts = convviz.activations(model, image)
+    assert list(acts) == ["c1", "p1"]
+    expected = keras.ops.convert_to_numpy(model.layers[0](image[None].astype("float32")))
+    np.testing.assert_allclose(acts["c1"], expected, atol=ATOL)
+
+
+def test_inference_mode_augmentation_and_dropout_off():
+    base = vgg16_base()
+    model = vgg16_in_sequential(base)
+    images = random_images(2)
+    first = convviz.activations(model, images, layers=model.layers[-1].name)
+    second = convviz.activations(model, images, layers=model.layers[-1].name)
+    np.testing.assert_array_equal(next(iter(first.values())), next(iter(second.values())))
+
+
+def test_resizes_to_model_input_and_batches_in_chunks():
+    model = small_convnet(96)
+    image = random_images(1, (100, 80))[0]
+    acts = convviz.activations(model, [image] * 5, batch_size=2)
+    assert next(iter(acts.values())).shape == (5, 94, 94, 32)
+    one = convviz.activations(model, image)
+    for name in acts:
+        np.testing.assert_allclose(acts[name][4], one[name][0], atol=ATOL)
+
+
+def test_inspector_is_cached_on_the_model_and_reuses_feature_models():
+    model = small_convnet(96)
+    inspector = convviz.Inspector.of(model)
+    assert convviz.Inspector.of(model) is inspector
+    assert inspector.feature_model() is inspector.feature_model(None)
+    convviz.activations(model, random_images(1, (96, 96)))
+    assert "_convviz_inspector" not in [w.path for w in model.weights]
+
+
+def test_errors():
+    model = small_convnet(96)
+    with pytest.raises(LayerNotFoundError, match="Closest names"):
+        convviz.activations(model, random_images(1, (32, 32)), layers=["conv2d_9"])
+    with pytest.raises(InputError, match="empty batch"):
+        convviz.activations(model, np.zeros((0, 32, 32, 3)))
+    with pytest.raises(InputError, match="rank 5"):
+        convviz.activations(model, np.zeros((1, 1, 32, 32, 3)))
+    with pytest.raises(InputError, match="got 2"):
+        convviz.activations(model, np.zeros((1, 32, 32, 2)))
+    dense = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    with pytest.raises(ModelStructureError, match="no convolution or pooling"):
+        convviz.activations(dense, np.zeros((4, 4, 3)))
+    with pytest.raises(InputError, match="not found"):
+        convviz.activations("missing.keras", np.zeros((4, 4, 3)))
