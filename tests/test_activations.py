@@ -3,7 +3,13 @@
 import keras
 import numpy as np
 import pytest
-from helpers import random_images, reference_output, vgg16_base, vgg16_in_functional, vgg16_in_sequential
+from helpers import (
+    random_images,
+    reference_output,
+    vgg16_base,
+    vgg16_in_functional,
+    vgg16_in_sequential,
+)
 
 import convviz
 from convviz.errors import InputError, LayerNotFoundError, ModelStructureError
