@@ -11,7 +11,10 @@ BACKENDS = ["tensorflow", "jax", "torch"]
 # tensorflow-cpu with the full tensorflow wheel (same folder, last install wins), and
 # convviz only uses keras-hub's vision models. These are its import-time needs.
 HUB = ["keras-hub==0.32.0"]
-HUB_DEPS = ["absl-py", "packaging", "regex", "rich", "kagglehub", "kagglesdk==0.1.28"]
+HUB_DEPS = [
+    "absl-py", "packaging", "regex", "rich", "kagglehub", "kagglesdk==0.1.28", "tokenizers",
+    "sentencepiece",
+]
 
 
 @nox.session

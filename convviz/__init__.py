@@ -10,8 +10,9 @@ activation sparsity, on the TensorFlow, JAX and PyTorch backends.
 
 from convviz import errors, plot
 from convviz.activations import activations
+from convviz.gradcam import gradcam
 from convviz.inspector import Inspector, LayerInfo
 
 __version__ = "0.1.0"
 
-__all__ = ["Inspector", "LayerInfo", "activations", "errors", "plot"]
+__all__ = ["Inspector", "LayerInfo", "activations", "errors", "gradcam", "plot"]

@@ -88,7 +88,7 @@ class Trace:
         return [t.key for t in self.taps]
 
 
-def trace(model, inputs, edit=None) -> Trace:
+def trace(model, inputs, *, replace=None, after=None) -> Trace:
     """Re-run ``model`` on symbolic ``inputs``, stepping into nested graph models.
 
     Parameters
@@ -97,9 +97,12 @@ def trace(model, inputs, edit=None) -> Trace:
         A Sequential or Functional model (nested ones anywhere inside are fine).
     inputs : keras.KerasTensor or structure
         Fresh ``keras.Input`` tensor(s) matching the model's inputs.
-    edit : (path, callable), optional
-        At the layer with this path, ``callable(output)`` replaces the output that
-        downstream layers see (the recorded tap keeps the original output).
+    replace : dict, optional
+        ``{path: fn}``: call ``fn(layer, *args)`` instead of the layer at ``path``;
+        its result is recorded and flows on.
+    after : dict, optional
+        ``{path: fn}``: downstream layers see ``fn(output)`` instead of the output of
+        the layer at ``path`` (the recorded tap keeps the original output).
 
     Returns
     -------
@@ -120,14 +123,16 @@ def trace(model, inputs, edit=None) -> Trace:
         # The flat model is always called with training=False, which Keras forwards
         # to every layer; a training flag frozen into a node must not override it.
         kwargs = {k: v for k, v in kwargs.items() if k != "training"}
-        if is_graph_model(layer):
+        if replace and path in replace:
+            out = replace[path](layer, *args)
+        elif is_graph_model(layer):
             nested = args[0] if len(args) == 1 else list(args)
             out = run(layer, nested, path)
         else:
             out = layer(*args, **kwargs)
         taps.append(Tap(path, layer, out))
-        if edit is not None and edit[0] == path:
-            out = edit[1](out)
+        if after and path in after:
+            out = after[path](out)
         return out
 
     def run(m, x, prefix):
@@ -271,3 +276,52 @@ def last_conv_tap(taps: list[Tap]) -> Tap:
             break
         chosen = t
     return chosen
+
+
+class _DenseLogits(keras.layers.Layer):
+    """A Dense layer's pre-activation output, computed with that layer's own weights."""
+
+    def __init__(self, dense, **kwargs):
+        super().__init__(name=f"{dense.name}_logits", **kwargs)
+        self.dense = dense
+
+    def call(self, x):
+        y = keras.ops.matmul(x, self.dense.kernel)
+        return y + self.dense.bias if self.dense.use_bias else y
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.dense.units)
+
+
+def _activation_name(layer) -> str | None:
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
+    if isinstance(layer, (keras.layers.Dense, keras.layers.Activation)):
+        name = getattr(layer.activation, "__name__", None)
+        return name if name in ("softmax", "sigmoid") else None
+    return None
+
+
+def output_tap(trace_: Trace) -> Tap:
+    """The innermost layer call that produces the model's (single) output."""
+    for t in reversed(trace_.taps):
+        if t.output is trace_.outputs and not is_graph_model(t.layer):
+            return t
+    raise ModelStructureError("Cannot find the layer producing the model output.")
+
+
+def logits_replacement(trace_: Trace):
+    """How to get class scores before the final softmax/sigmoid, if the model has one.
+
+    Returns ``(path, fn, activation)`` for :func:`trace`'s ``replace`` argument, or
+    ``None`` when the output is not a Dense/Activation/Softmax layer applying softmax or
+    sigmoid (the output is then used as it is).
+    """
+    tap = output_tap(trace_)
+    activation = _activation_name(tap.layer)
+    if activation is None:
+        return None
+    if isinstance(tap.layer, keras.layers.Dense):
+        wrapper = _DenseLogits(tap.layer)
+        return tap.path, lambda layer, x: wrapper(x), activation
+    return tap.path, lambda layer, x: x, activation

@@ -191,13 +191,18 @@ class Inspector:
             ),
         )
 
-    def gradient_model(self, layer) -> keras.Model:
-        """A model ``(image, delta) -> [activation, model output]`` for gradients into ``layer``.
+    def gradient_model(self, layer, *, logits: bool = False) -> keras.Model:
+        """A model ``(image, delta) -> [activation, scores]`` for gradients into ``layer``.
 
         ``delta`` (same shape as the activation) is added to the layer's output before
         the rest of the model sees it. With ``delta = 0`` the outputs are the model's
         own, and the gradient with respect to ``delta`` is the gradient with respect
         to the activation: one forward and one backward pass, whatever the topology.
+
+        With ``logits=True`` and a model ending in softmax or sigmoid (a Dense layer's
+        activation, or an Activation/Softmax layer), ``scores`` are the values before
+        that function, computed with the model's own weights; otherwise ``scores`` is
+        the model output. ``self.output_activation(logits)`` says which case applies.
         """
         tap = _layers.resolve(self._flat.taps, layer)
         if tap.tensor is None:
@@ -206,15 +211,36 @@ class Inspector:
         def build():
             image = self._new_input()
             delta = keras.Input(shape=tap.shape[1:], name="convviz_delta")
+            head = _layers.logits_replacement(self._flat) if logits else None
             flat = _layers.trace(
-                self.model, image, edit=(tap.path, lambda out: keras.layers.Add()([out, delta]))
+                self.model,
+                image,
+                replace={head[0]: head[1]} if head else None,
+                after={tap.path: lambda out: keras.layers.Add()([out, delta])},
             )
             activation = next(t.tensor for t in flat.taps if t.path == tap.path)
             return _layers.flat_model(
                 [image, delta], [activation, flat.outputs], flat.taps, "convviz_gradient"
             )
 
-        return self.cached(("gradient", tap.key), build)
+        return self.cached(("gradient", tap.key, logits), build)
+
+    def output_activation(self, logits: bool = True) -> str | None:
+        """``"softmax"``/``"sigmoid"`` when :meth:`gradient_model` with these ``logits``
+        returns scores before that function, else ``None``."""
+        if not logits:
+            return None
+        head = _layers.logits_replacement(self._flat)
+        return head[2] if head else None
+
+    def gradcam(self, images, class_index=None, layer=None, *, logits: bool = True, batch_size: int = 16):
+        """Grad-CAM with classes and predictions: a :class:`convviz.gradcam.GradCAMResult`.
+
+        Arguments as :func:`convviz.gradcam`.
+        """
+        from convviz.gradcam import explain  # gradcam builds on this module
+
+        return explain(self, images, class_index, layer, logits=logits, batch_size=batch_size)
 
     # -- activations ------------------------------------------------------------------
 
@@ -223,7 +249,11 @@ class Inspector:
         batch = self.prepare(images)
         model = self.feature_model(layers)
         names = [t.key for t in self._resolve_many(layers)]
-        chunks = [model.predict_on_batch(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)]
+        # keras.tree.flatten: a one-output model returns a bare array, not a list.
+        chunks = [
+            keras.tree.flatten(model.predict_on_batch(batch[i : i + batch_size]))
+            for i in range(0, len(batch), batch_size)
+        ]
         if len(chunks) == 1:
             arrays = chunks[0]
         else:

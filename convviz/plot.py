@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
+from convviz._inputs import _resize, to_batch
 from convviz.errors import InputError
 
 
@@ -143,4 +144,113 @@ def activations(
         ax.imshow(grid, cmap=cmap, vmin=0, vmax=255, interpolation="nearest", aspect="equal")
         ax.set_title(f"{name}  {shape[0]}\u00d7{shape[1]}\u00d7{shape[2]}", loc="left", fontsize=10)
         ax.set_axis_off()
+    return _save(fig, save)
+
+
+def _colormap(name: str):
+    import matplotlib
+
+    return matplotlib.colormaps[name]
+
+
+def overlay(image, heatmap, *, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray:
+    """The chapter's superimposed image: a colored heatmap over the picture.
+
+    The heatmap is resized (bilinear) to the image, colored with ``cmap`` (jet),
+    scaled to 0-255 and added with weight ``alpha`` to the image; the sum is rescaled
+    to 0-255 as ``keras.utils.array_to_img`` does.
+
+    Parameters
+    ----------
+    image : array-like, path or PIL image
+        One image, any form :func:`convviz.activations` accepts (0-255 pixels, or
+        0-1 floats which are scaled up).
+    heatmap : numpy.ndarray
+        (h, w) values in [0, 1].
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 (H, W, 3).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> overlay(np.zeros((32, 32, 3), "uint8"), np.eye(8)).shape
+    (32, 32, 3)
+    """
+    picture = to_batch(image, channels=3)
+    if picture.shape[0] != 1:
+        raise InputError(f"overlay takes one image, got a batch of {picture.shape[0]}.")
+    picture = picture[0].astype(np.float64)
+    if picture.max() <= 1.0:
+        picture = picture * 255.0
+    heatmap = np.asarray(heatmap, dtype=np.float32)
+    if heatmap.ndim != 2:
+        raise InputError(f"overlay takes one (h, w) heatmap, got shape {heatmap.shape}.")
+    resized = np.clip(_resize(heatmap[None, ..., None], picture.shape[:2])[0, ..., 0], 0, 1)
+    colored = _colormap(cmap)(np.uint8(255 * resized))[..., :3] * 255.0
+    mixed = colored * alpha + picture
+    mixed -= mixed.min()
+    top = mixed.max()
+    if top > 0:
+        mixed *= 255.0 / top
+    return mixed.astype(np.uint8)
+
+
+def gradcam(
+    images,
+    heatmaps,
+    *,
+    titles=None,
+    alpha: float = 0.4,
+    cmap: str = "jet",
+    columns: int = 4,
+    panel: float = 3.0,
+    save=None,
+) -> Figure:
+    """Grad-CAM overlays for one image or a grid of several.
+
+    Parameters
+    ----------
+    images : image or list/batch of images
+        The pictures, any form :func:`convviz.activations` accepts.
+    heatmaps : numpy.ndarray
+        (N, h, w) or (h, w) maps in [0, 1], e.g. from :func:`convviz.gradcam`.
+    titles : list of str, optional
+        One caption per image (class and probability, say).
+    alpha : float
+        Heatmap weight (0.4 in the chapter).
+    cmap : str
+        Heatmap colormap (jet in the chapter).
+    columns : int
+        Images per row.
+    panel : float
+        Size of each panel in inches.
+    save : path, optional
+        Also write the figure there.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    pictures = to_batch(images, channels=3)
+    heatmaps = np.asarray(heatmaps)
+    if heatmaps.ndim == 2:
+        heatmaps = heatmaps[None]
+    if len(pictures) != len(heatmaps):
+        raise InputError(f"{len(pictures)} images but {len(heatmaps)} heatmaps.")
+    if titles is not None and len(titles) != len(pictures):
+        raise InputError(f"{len(pictures)} images but {len(titles)} titles.")
+    n = len(pictures)
+    cols = max(1, min(columns, n))
+    rows = -(-n // cols)
+    fig = Figure(figsize=(panel * cols, panel * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for i, ax in enumerate(axes):
+        ax.set_axis_off()
+        if i < n:
+            ax.imshow(overlay(pictures[i], heatmaps[i], alpha=alpha, cmap=cmap))
+            if titles is not None:
+                ax.set_title(titles[i], fontsize=10)
     return _save(fig, save)

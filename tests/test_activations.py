@@ -99,6 +99,15 @@ def test_inference_mode_augmentation_and_dropout_off():
     np.testing.assert_array_equal(next(iter(first.values())), next(iter(second.values())))
 
 
+def test_single_layer_request_keeps_the_batch_axis():
+    model = small_convnet(96)
+    images = random_images(3, (96, 96))
+    acts = convviz.activations(model, images, layers=model.layers[4].name)
+    ((_, value),) = acts.items()
+    assert value.shape[0] == 3
+    _assert_matches_reference(acts, model, images)
+
+
 def test_resizes_to_model_input_and_batches_in_chunks():
     model = small_convnet(96)
     image = random_images(1, (100, 80))[0]
