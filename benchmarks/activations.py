@@ -9,38 +9,23 @@ excluded); the ratio of medians is printed. Target: <= 1.15.
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
-import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras  # noqa: I001  (after common, which quiets TensorFlow's start-up logs)
+import numpy as np
+from common import machine, median_times
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-import convviz  # noqa: E402
-from convviz import models  # noqa: E402
-
-
-def _median_times(fns: dict, repeats: int) -> dict:
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():  # interleaved so drift hits both alike
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+import convviz
+from convviz import models
 
 
 def bench(model, batch, repeats):
-    def forward():
-        return model.predict_on_batch(batch)
-
-    def acts():
-        return convviz.activations(model, batch)
-
-    forward(), acts()  # warm-up: compile both
-    t = _median_times({"forward": forward, "activations": acts}, repeats)
+    t = median_times(
+        {
+            "forward": lambda: model.predict_on_batch(batch),
+            "activations": lambda: convviz.activations(model, batch),
+        },
+        repeats,
+    )
     return t["forward"], t["activations"]
 
 
@@ -60,7 +45,7 @@ def main(argv=None):
             weights=None, include_top=False, input_shape=(180, 180, 3)
         ),
     }
-    print(f"backend {keras.backend.backend()}, batch {args.batch} x 180x180x3, {args.repeats} repeats")
+    print(f"{machine()}; batch {args.batch} x 180x180x3, {args.repeats} repeats")
     print(f"{'model':<22}{'forward s':>11}{'activations s':>15}{'ratio':>8}")
     for name, model in cases.items():
         forward, acts = bench(model, batch, args.repeats)

@@ -12,7 +12,8 @@ from convviz import errors, plot
 from convviz.activations import activations
 from convviz.gradcam import gradcam
 from convviz.inspector import Inspector, LayerInfo
+from convviz.sparsity import sparsity
 
 __version__ = "0.1.0"
 
-__all__ = ["Inspector", "LayerInfo", "activations", "errors", "gradcam", "plot"]
+__all__ = ["Inspector", "LayerInfo", "activations", "errors", "gradcam", "plot", "sparsity"]

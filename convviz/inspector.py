@@ -145,6 +145,11 @@ class Inspector:
         """Name of the layer Grad-CAM uses by default (see ``_layers.last_conv_tap``)."""
         return _layers.last_conv_tap(self._flat.taps).key
 
+    def select_layers(self, layers=None) -> list[str]:
+        """Names for a ``layers=`` argument: None (conv and pooling layers), a name,
+        a path, a layer object, or a list of those; unknown names raise."""
+        return [t.key for t in self._resolve_many(layers)]
+
     def _resolve_many(self, layers) -> list[_layers.Tap]:
         if layers is None:
             layers = self.feature_layers()
@@ -248,7 +253,7 @@ class Inspector:
         """Layer outputs for ``images``; see :func:`convviz.activations`."""
         batch = self.prepare(images)
         model = self.feature_model(layers)
-        names = [t.key for t in self._resolve_many(layers)]
+        names = self.select_layers(layers)
         # keras.tree.flatten: a one-output model returns a bare array, not a list.
         chunks = [
             keras.tree.flatten(model.predict_on_batch(batch[i : i + batch_size]))

@@ -254,3 +254,47 @@ def gradcam(
             if titles is not None:
                 ax.set_title(titles[i], fontsize=10)
     return _save(fig, save)
+
+
+def sparsity(tables, labels=None, *, width: float = 8.0, height: float = 4.5, save=None) -> Figure:
+    """Blank-channel and zero fractions against depth, for one or several models.
+
+    Parameters
+    ----------
+    tables : SparsityTable or list of SparsityTable
+        Results of :func:`convviz.sparsity` (e.g. trained vs untrained, scratch vs
+        fine-tuned), drawn on one axis: blank-channel fraction solid, zero fraction dashed.
+    labels : list of str, optional
+        One legend label per table.
+    save : path, optional
+        Also write the figure there.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from convviz.sparsity import SparsityTable
+
+    if isinstance(tables, SparsityTable):
+        tables = [tables]
+    if labels is None:
+        labels = [f"model {i + 1}" for i in range(len(tables))] if len(tables) > 1 else [""]
+    if len(labels) != len(tables):
+        raise InputError(f"{len(tables)} tables but {len(labels)} labels.")
+    fig = Figure(figsize=(width, height), layout="constrained")
+    ax = fig.subplots()
+    for i, (table, label) in enumerate(zip(tables, labels)):
+        color = f"C{i}"
+        depth = table.column("depth")
+        prefix = f"{label}: " if label else ""
+        ax.plot(depth, table.column("blank_fraction"), "o-", color=color, label=f"{prefix}blank channels")
+        ax.plot(depth, table.column("zero_fraction"), "s--", color=color, alpha=0.7, label=f"{prefix}zero activations")
+    longest = max(tables, key=len)
+    ax.set_xticks(longest.column("depth"), [r.layer for r in longest.rows], rotation=45, ha="right", fontsize=8)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("layer (shallow \u2192 deep)")
+    ax.set_ylabel("fraction")
+    ax.set_title(f"Activation sparsity across depth ({longest.images} images)", loc="left")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, save)

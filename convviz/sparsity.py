@@ -1,0 +1,291 @@
+"""Activation sparsity across depth, measured over one image or a whole dataset.
+
+The chapter observes that the first layer's filters all respond to an image while,
+deeper, more and more filters are blank: the pattern they encode is absent. This
+module measures it. Statistics are reduced inside the compiled model (per image and
+channel: how many positions are active, and their sum), so only a few numbers per
+channel leave the backend and a dataset is streamed batch by batch: its activations
+are never held in memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+import keras
+import numpy as np
+
+from convviz.errors import InputError
+from convviz.inspector import Inspector
+
+COLUMNS = (
+    "depth",
+    "layer",
+    "output_shape",
+    "channels",
+    "zero_fraction",
+    "blank_fraction",
+    "mean_activation",
+    "dead_fraction",
+)
+
+
+@dataclass(frozen=True)
+class LayerSparsity:
+    """Sparsity statistics of one layer over the data.
+
+    Attributes
+    ----------
+    depth : int
+        Position of the layer among the measured ones, 1 = shallowest.
+    layer : str
+        Layer name (``outer/inner`` path when not unique).
+    output_shape : tuple
+        Output shape per image (H, W, C).
+    channels : int
+        Number of channels (filters).
+    zero_fraction : float
+        Fraction of all activations that are zero (<= threshold).
+    blank_fraction : float
+        Fraction of channels that are zero everywhere on an image, averaged over images.
+    mean_activation : float
+        Mean activation value.
+    dead_fraction : float
+        Fraction of channels zero everywhere on every image of the data.
+    """
+
+    depth: int
+    layer: str
+    output_shape: tuple
+    channels: int
+    zero_fraction: float
+    blank_fraction: float
+    mean_activation: float
+    dead_fraction: float
+
+
+@dataclass
+class SparsityTable:
+    """Per-layer sparsity, shallow to deep; prints as a table, exports, plots.
+
+    Examples
+    --------
+    >>> table = convviz.sparsity(model, images)  # doctest: +SKIP
+    >>> print(table)  # doctest: +SKIP
+    >>> table.to_csv("sparsity.csv"); table.plot()  # doctest: +SKIP
+    """
+
+    rows: list[LayerSparsity]
+    images: int
+    threshold: float
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __getitem__(self, key) -> LayerSparsity:
+        if isinstance(key, str):
+            for row in self.rows:
+                if row.layer == key:
+                    return row
+            raise KeyError(f"No layer {key!r}; measured: {', '.join(r.layer for r in self.rows)}.")
+        return self.rows[key]
+
+    def column(self, name: str) -> np.ndarray:
+        """One statistic for every layer, shallow to deep."""
+        if name not in COLUMNS:
+            raise KeyError(f"No column {name!r}; columns: {', '.join(COLUMNS)}.")
+        return np.array([getattr(r, name) for r in self.rows])
+
+    def to_records(self) -> list[dict]:
+        """A list of dicts, one per layer (JSON-ready: shapes are lists)."""
+        return [{**asdict(r), "output_shape": list(r.output_shape)} for r in self.rows]
+
+    def to_csv(self, path=None) -> str:
+        """CSV text (shape written as ``HxWxC``); also written to ``path`` if given."""
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for record in self.to_records():
+            record["output_shape"] = "x".join(map(str, record["output_shape"]))
+            writer.writerow(record)
+        return _write(buffer.getvalue(), path)
+
+    def to_json(self, path=None) -> str:
+        """JSON text with the rows, image count and threshold; also written to ``path``."""
+        payload = {"images": self.images, "threshold": self.threshold, "layers": self.to_records()}
+        return _write(json.dumps(payload, indent=2), path)
+
+    def plot(self, **kwargs):
+        """:func:`convviz.plot.sparsity` of this table."""
+        from convviz import plot
+
+        return plot.sparsity(self, **kwargs)
+
+    def __str__(self) -> str:
+        head = f"{'depth':>5}  {'layer':<24}{'shape':>15}{'zero':>8}{'blank':>8}{'dead':>8}{'mean':>10}"
+        lines = [f"Activation sparsity over {self.images} image(s), zero = value <= {self.threshold:g}", head]
+        for r in self.rows:
+            shape = "x".join(map(str, r.output_shape))
+            lines.append(
+                f"{r.depth:>5}  {r.layer[:23]:<24}{shape:>15}{r.zero_fraction:>8.3f}"
+                f"{r.blank_fraction:>8.3f}{r.dead_fraction:>8.3f}{r.mean_activation:>10.4g}"
+            )
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+def _write(text: str, path) -> str:
+    if path is not None:
+        with open(os.fspath(path), "w", encoding="utf-8") as f:
+            f.write(text)
+    return text
+
+
+def _stats_model(inspector: Inspector, layers, threshold: float) -> tuple[keras.Model, list[str]]:
+    """Per image and channel: count of active positions and sum of values, per layer."""
+    names = inspector.select_layers(layers)
+    features = inspector.feature_model(names)
+
+    def build():
+        outputs = []
+        for tensor in keras.tree.flatten(features.outputs):
+            spatial = tuple(range(1, len(tensor.shape) - 1))
+            active = keras.ops.cast(keras.ops.greater(tensor, threshold), "float32")
+            outputs.append(keras.ops.sum(active, axis=spatial) if spatial else active)
+            outputs.append(keras.ops.sum(tensor, axis=spatial) if spatial else tensor)
+        return keras.Model(features.input, outputs, name="convviz_sparsity")
+
+    return inspector.cached(("sparsity", tuple(names), float(threshold)), build), names
+
+
+def _is_stream(data) -> bool:
+    """Iterables of batches are streamed; images, arrays, tensors and lists are not."""
+    in_memory = isinstance(data, (np.ndarray, str, os.PathLike, list, tuple)) or hasattr(data, "shape")
+    return not in_memory and not type(data).__module__.startswith("PIL.")
+
+
+def _batches(inspector: Inspector, data, batch_size: int):
+    """Yield float32 NHWC batches from one image, an array batch or an iterable of batches."""
+    if not _is_stream(data):
+        batch = inspector.prepare(data)
+        for i in range(0, len(batch), batch_size):
+            yield batch[i : i + batch_size]
+        return
+    if not isinstance(data, Iterable):
+        raise InputError(
+            f"Cannot read images from {type(data).__name__}: give an image, an array batch, "
+            "a list of images, or an iterable / tf.data.Dataset of batches."
+        )
+    for element in data:
+        # (images, labels) or (images, labels, weights): the images come first.
+        images = element[0] if isinstance(element, (tuple, list)) else element
+        batch = inspector.prepare(images)
+        for i in range(0, len(batch), batch_size):
+            yield batch[i : i + batch_size]
+
+
+def _steps(data) -> int | None:
+    try:
+        n = len(data)
+    except TypeError:
+        cardinality = getattr(data, "cardinality", None)
+        n = int(cardinality()) if callable(cardinality) else -1
+    return n if n is not None and n >= 0 else None
+
+
+def sparsity(
+    model, data, layers=None, *, threshold: float = 0.0, batch_size: int = 32, verbose="auto"
+) -> SparsityTable:
+    """Sparsity statistics of a model's layers over one image or a whole dataset.
+
+    Parameters
+    ----------
+    model : keras.Model, convviz.Inspector or path
+        Any built Sequential or Functional convnet (nested conv bases included).
+    data : image, array batch, list of images, or iterable of batches
+        One image or an (N, H, W, C) batch in any form :func:`convviz.activations`
+        accepts; or an iterable of batches — a ``tf.data.Dataset``, a generator, a
+        ``keras.utils.PyDataset`` — whose elements are image batches or
+        ``(images, labels)`` tuples (labels are ignored). Iterables are streamed.
+    layers : str or list of str, optional
+        Default: every convolution and pooling layer, shallow to deep.
+    threshold : float
+        An activation counts as zero when ``value <= threshold``. The default 0 makes
+        ReLU outputs exactly-zero; for layers without ReLU (a linear conv before
+        BatchNorm, say) negative values count as zero too, as a ReLU after them would
+        zero them. Raise it to treat tiny positive values as zero.
+    batch_size : int
+        Images per forward pass (an iterable's batches larger than this are split).
+    verbose : "auto", bool
+        Progress bar over batches; "auto" shows it for iterables.
+
+    Returns
+    -------
+    SparsityTable
+        One :class:`LayerSparsity` row per layer: zero fraction, blank-channel
+        fraction (averaged over images), mean activation, dead-channel fraction.
+
+    Examples
+    --------
+    >>> import keras, numpy as np, convviz
+    >>> model = keras.Sequential([keras.Input((16, 16, 3)),
+    ...     keras.layers.Conv2D(8, 3, activation="relu", name="conv")])
+    >>> table = convviz.sparsity(model, np.random.rand(4, 16, 16, 3))
+    >>> table["conv"].channels
+    8
+    """
+    if threshold is None or not np.isfinite(threshold):
+        raise InputError(f"threshold must be a finite number, got {threshold!r}.")
+    inspector = Inspector.of(model)
+    stats_model, names = _stats_model(inspector, layers, threshold)
+    features = keras.tree.flatten(inspector.feature_model(names).outputs)
+    shapes = [tuple(t.shape[1:]) for t in features]
+    channels = [s[-1] for s in shapes]
+    active = [np.zeros(c, np.float64) for c in channels]  # sum over images of active counts
+    blank = [0.0] * len(names)  # blank channels, summed over images
+    total = [0.0] * len(names)  # sum of activation values
+    ever_active = [np.zeros(c, bool) for c in channels]
+    elements = [0] * len(names)  # activation values seen
+    n_images = step = 0
+    show = _is_stream(data) if verbose == "auto" else bool(verbose)
+    progress = keras.utils.Progbar(_steps(data), unit_name="batch") if show else None
+    for step, batch in enumerate(_batches(inspector, data, batch_size), start=1):
+        outputs = [np.asarray(o, np.float64) for o in keras.tree.flatten(stats_model.predict_on_batch(batch))]
+        for k in range(len(names)):
+            counts, sums = outputs[2 * k], outputs[2 * k + 1]
+            active[k] += counts.sum(axis=0)
+            blank[k] += float((counts == 0).sum())
+            total[k] += float(sums.sum())
+            ever_active[k] |= (counts > 0).any(axis=0)
+            elements[k] += len(batch) * channels[k] * int(np.prod(shapes[k][:-1], dtype=np.int64))
+        n_images += len(batch)
+        if progress is not None:
+            progress.update(step)
+    if progress is not None:
+        progress.update(step, finalize=True)
+    if n_images == 0:
+        raise InputError("The data holds no images.")
+    rows = []
+    for k, name in enumerate(names):
+        rows.append(
+            LayerSparsity(
+                depth=k + 1,
+                layer=name,
+                output_shape=shapes[k],
+                channels=channels[k],
+                zero_fraction=1.0 - float(active[k].sum()) / elements[k],
+                blank_fraction=blank[k] / (n_images * channels[k]),
+                mean_activation=total[k] / elements[k],
+                dead_fraction=float((~ever_active[k]).mean()),
+            )
+        )
+    return SparsityTable(rows, n_images, float(threshold))
