@@ -63,3 +63,14 @@ def xception_backbone():
         stackwise_pooling=[False, True, True, True] + [False] * 8 + [True, False],
         image_shape=(None, None, 3),
     )
+
+
+def xception_classifier(size=96):
+    """The chapter's 3rd-edition feature-extraction model on the offline Xception backbone."""
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)  # what the ImageConverter does
+    x = xception_backbone()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dropout(0.25)(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid")(x)
+    return keras.Model(inputs, outputs)

@@ -8,7 +8,7 @@ from helpers import (
     vgg16_base,
     vgg16_in_functional,
     vgg16_in_sequential,
-    xception_backbone,
+    xception_classifier,
 )
 
 import convviz
@@ -178,14 +178,7 @@ def test_nested_vgg16_base_with_augmentation_equals_the_flat_model(wrap):
 
 @pytest.mark.slow
 def test_keras_hub_xception_backbone_default_layer():
-    backbone = xception_backbone()
-    inputs = keras.Input((96, 96, 3))
-    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
-    x = backbone(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    x = keras.layers.Dropout(0.25)(x)
-    outputs = keras.layers.Dense(1, activation="sigmoid")(x)
-    model = keras.Model(inputs, outputs)
+    model = xception_classifier()
     result = convviz.Inspector(model).gradcam(random_images(2, (96, 96)))
     assert result.layer == "block14_sepconv2_act"
     assert result.heatmaps.shape == (2, 3, 3)

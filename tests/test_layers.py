@@ -1,7 +1,7 @@
 import keras
 import numpy as np
 import pytest
-from helpers import vgg16_base, vgg16_in_functional, vgg16_in_sequential, xception_backbone
+from helpers import vgg16_base, vgg16_in_functional, vgg16_in_sequential, xception_classifier
 
 import convviz
 from convviz.errors import LayerNotFoundError, ModelStructureError
@@ -61,13 +61,9 @@ def test_duplicate_names_get_paths_and_plain_name_is_ambiguous():
 
 
 def test_keras_hub_xception_backbone_last_conv_is_the_chapters_layer():
-    backbone = xception_backbone()
-    inputs = keras.Input((96, 96, 3))
-    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
-    x = backbone(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(1, activation="sigmoid")(x)
-    inspector = convviz.Inspector(keras.Model(inputs, outputs))
+    model = xception_classifier()
+    backbone = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    inspector = convviz.Inspector(model)
     assert inspector.last_conv_layer() == "block14_sepconv2_act"
     assert inspector.find_layer("block3_sepconv1").path[-2:] == (backbone.name, "block3_sepconv1")
 
