@@ -132,8 +132,8 @@ def explain(
 ) -> GradCAMResult:
     """Grad-CAM with everything that goes with it; see :func:`gradcam`."""
     batch = inspector.prepare(img)
-    layer = inspector.last_conv_layer() if layer is None else inspector.find_layer(layer).name
-    info = inspector.find_layer(layer)
+    info = inspector.find_layer(inspector.last_conv_layer() if layer is None else layer)
+    layer = info.name
     if len(info.output_shape) != 4:
         raise ModelStructureError(
             f"Grad-CAM needs a layer with a spatial output (N, H, W, C); {layer!r} outputs "

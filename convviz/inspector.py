@@ -209,9 +209,7 @@ class Inspector:
         that function, computed with the model's own weights; otherwise ``scores`` is
         the model output. ``self.output_activation(logits)`` says which case applies.
         """
-        tap = _layers.resolve(self._flat.taps, layer)
-        if tap.tensor is None:
-            raise ModelStructureError(f"Layer {tap.key!r} has several outputs; pick a single-output layer.")
+        (tap,) = self._resolve_many([layer])
 
         def build():
             image = self._new_input()
