@@ -8,7 +8,7 @@ activation sparsity, on the TensorFlow, JAX and PyTorch backends.
 >>> acts = convviz.activations(model, "path/to/cat.jpg")  # doctest: +SKIP
 """
 
-from convviz import errors, plot
+from convviz import data, errors, models, plot, training
 from convviz.activations import activations
 from convviz.gradcam import gradcam
 from convviz.inspector import Inspector, LayerInfo
@@ -16,4 +16,7 @@ from convviz.sparsity import sparsity
 
 __version__ = "0.1.0"
 
-__all__ = ["Inspector", "LayerInfo", "activations", "errors", "gradcam", "plot", "sparsity"]
+__all__ = [
+    "Inspector", "LayerInfo", "activations", "data", "errors", "gradcam", "models", "plot", "sparsity",
+    "training",
+]

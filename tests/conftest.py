@@ -29,20 +29,23 @@ SHAPES = {"size": 180, "n_train": 300, "n_val": 40, "n_test": 60, "epochs": 14, 
 def trained_shapes(request):
     """The chapter's small convnet trained on convviz's offline shapes dataset.
 
-    Trained once and kept in pytest's cache folder as a .keras file, which every
-    Keras backend loads: in CI the first backend session trains (about a minute on
-    TensorFlow) and the others reuse it. Returns (model, dataset_dir, size).
+    Trained once with ``convviz.training.fit`` (best checkpoint on val_loss, reloaded,
+    evaluated on the test split) and kept in pytest's cache folder as a .keras file,
+    which every Keras backend loads: in CI the first backend session trains (a few
+    minutes on TensorFlow) and the others reuse it.
+    Returns (model, dataset_dir, size, test_accuracy).
     """
     import json
 
     import keras
 
-    from convviz import data, models
+    from convviz import data, models, training
 
-    key = "-".join(f"{k}{v}" for k, v in SHAPES.items())
+    key = "-".join(f"{k}{v}" for k, v in {**SHAPES, "generator": data._GENERATOR_VERSION}.items())
     folder = request.config.cache.mkdir(f"convviz-shapes-{key}")
     dataset_dir = folder / "dataset"
     model_path = folder / "small_convnet.keras"
+    record = folder / "training.json"
     size = SHAPES["size"]
     if not dataset_dir.exists():
         data.make_offline_dataset(
@@ -52,11 +55,16 @@ def trained_shapes(request):
     if not model_path.exists():
         keras.utils.set_random_seed(0)
         splits = data.load_datasets(dataset_dir, image_size=(size, size), batch_size=32)
-        model = models.small_convnet(input_shape=(size, size, 3))
-        model.fit(splits.train, validation_data=splits.validation, epochs=SHAPES["epochs"], verbose=2)
-        _, accuracy = model.evaluate(splits.test, verbose=0)
-        partial = folder / "partial.keras"
-        model.save(partial)
-        partial.replace(model_path)  # atomic: a killed run never leaves a half-written model
-        (folder / "accuracy.json").write_text(json.dumps({"test_accuracy": accuracy}))
-    return keras.models.load_model(model_path), dataset_dir, size
+        result = training.fit(
+            models.small_convnet(input_shape=(size, size, 3)), splits.train, splits.validation,
+            epochs=SHAPES["epochs"], checkpoint_path=folder / "checkpoint.keras", test_ds=splits.test,
+            verbose=2,
+        )
+        record.write_text(json.dumps({
+            "test_accuracy": result.test_accuracy, "best_epoch": result.best_epoch,
+            "backend": keras.backend.backend(), "history": result.history,
+        }))
+        # Renamed last, atomically: a killed run never leaves a model without its record.
+        (folder / "checkpoint.keras").replace(model_path)
+    accuracy = json.loads(record.read_text())["test_accuracy"]
+    return keras.models.load_model(model_path), dataset_dir, size, accuracy

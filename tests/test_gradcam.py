@@ -263,7 +263,7 @@ def test_heatmap_peak_falls_inside_the_object_box(trained_shapes):
     "circle" from the absence of corners anywhere, so that map need not sit on the
     circle; its rate is reported, not asserted.
     """
-    model, dataset_dir, size = trained_shapes
+    model, dataset_dir, _, _ = trained_shapes
     images, boxes = _test_images(dataset_dir)
     result = convviz.Inspector(model).gradcam(images)
     maps = result.upsampled()

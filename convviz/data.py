@@ -1,0 +1,850 @@
+"""The chapter's data pipeline, and an offline dataset laid out the same way.
+
+The chapter trains on a small subset of Kaggle's dogs-vs-cats images:
+:func:`make_subsets` copies it out of Kaggle's ``train/`` folder and
+:func:`load_datasets` turns the folders into ``tf.data`` pipelines. Kaggle data
+cannot be downloaded everywhere, so :func:`make_offline_dataset` draws a
+deterministic stand-in (circles vs. triangles over photographic textures) in the
+same folder layout, with each object's bounding box saved for Grad-CAM checks.
+
+>>> from convviz import data
+>>> base = data.ensure_offline_dataset()  # doctest: +SKIP
+>>> train, validation, test = data.load_datasets(base)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import pathlib
+import shutil
+import tempfile
+import zlib
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import keras
+import numpy as np
+
+from convviz.errors import InputError
+
+__all__ = [
+    "CHAPTER_SUBSETS",
+    "SHAPES",
+    "BoundingBox",
+    "Datasets",
+    "augment_dataset",
+    "augmented_examples",
+    "data_augmentation",
+    "default_dataset_dir",
+    "ensure_offline_dataset",
+    "load_boxes",
+    "load_datasets",
+    "make_offline_dataset",
+    "make_subsets",
+    "plot_augmented",
+    "render_example",
+]
+
+SPLITS = ("train", "validation", "test")
+
+#: The chapter's per-class index ranges into Kaggle's ``train/`` folder.
+CHAPTER_SUBSETS = {
+    "train": range(0, 1000),
+    "validation": range(1000, 1500),
+    "test": range(1500, 2500),
+}
+_KAGGLE_CATEGORIES = ("cat", "dog")
+
+
+# --------------------------------------------------------------------------- #
+# Writing a directory all at once
+# --------------------------------------------------------------------------- #
+
+
+def _refuse_existing(target: pathlib.Path, overwrite: bool, what: str) -> None:
+    if target.exists() and not overwrite:
+        raise InputError(
+            f"{target} already exists; refusing to overwrite it. Pass overwrite=True to "
+            f"replace it, or choose another directory for {what}."
+        )
+    if target.exists() and not target.is_dir():
+        raise InputError(f"{target} exists and is not a directory.")
+
+
+def _build_atomically(target: pathlib.Path, build) -> pathlib.Path:
+    """Run ``build(tmp_dir)`` in a sibling temp dir, then rename it to ``target``.
+
+    A crash or an error leaves no half-written ``target`` behind: readers see either
+    the old directory or the complete new one.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # A sibling, not the system temp dir, so the final rename stays on one filesystem.
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        tmp.chmod(0o755)  # mkdtemp's private 0o700 would stick to the final folder
+        build(tmp)
+        if target.exists():
+            old = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.replace(target, old / "data")
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+# --------------------------------------------------------------------------- #
+# The chapter's dogs-vs-cats subsets
+# --------------------------------------------------------------------------- #
+
+
+def make_subsets(original_dir, new_base_dir, overwrite: bool = False) -> pathlib.Path:
+    """Copy the chapter's dogs-vs-cats subsets out of Kaggle's ``train/`` folder.
+
+    Per class (``cat``, ``dog``): train = ``cat.0.jpg`` ... ``cat.999.jpg``,
+    validation = indices 1000-1499, test = indices 1500-2499, copied to
+    ``new_base_dir/{train,validation,test}/{cat,dog}/``.
+
+    Parameters
+    ----------
+    original_dir : str or path
+        Kaggle's extracted ``train/`` folder (25,000 files named ``cat.N.jpg`` and
+        ``dog.N.jpg``).
+    new_base_dir : str or path
+        Where the subsets go (the chapter's ``dogs_vs_cats_small``).
+    overwrite : bool
+        Replace ``new_base_dir`` if it exists. Otherwise an existing directory is an
+        error, as with the chapter's ``os.makedirs``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``new_base_dir``.
+
+    Raises
+    ------
+    InputError
+        If ``original_dir`` lacks any of the 5,000 needed files (nothing is written
+        then), or ``new_base_dir`` exists and ``overwrite`` is false.
+
+    Examples
+    --------
+    >>> make_subsets("train", "dogs_vs_cats_small")  # doctest: +SKIP
+    PosixPath('dogs_vs_cats_small')
+    """
+    original_dir = pathlib.Path(original_dir)
+    new_base_dir = pathlib.Path(new_base_dir)
+    if not original_dir.is_dir():
+        raise InputError(
+            f"{original_dir} is not a directory. Give the folder extracted from Kaggle's "
+            "dogs-vs-cats train.zip (25,000 files named cat.N.jpg / dog.N.jpg)."
+        )
+    plan = [
+        (split, category, f"{category}.{i}.jpg")
+        for split, indices in CHAPTER_SUBSETS.items()
+        for category in _KAGGLE_CATEGORIES
+        for i in indices
+    ]
+    # Check everything before copying anything: a half-made subset would look complete.
+    missing = [name for _, _, name in plan if not (original_dir / name).is_file()]
+    if missing:
+        raise InputError(
+            f"{len(missing)} of the {len(plan)} files the chapter's subsets need are missing "
+            f"from {original_dir} (first: {', '.join(missing[:5])}). Expected Kaggle's "
+            "dogs-vs-cats train/ folder with cat.0.jpg ... cat.2499.jpg and dog.0.jpg ... "
+            "dog.2499.jpg. Without Kaggle access, make_offline_dataset() builds a stand-in "
+            "in the same layout."
+        )
+    _refuse_existing(new_base_dir, overwrite, "the subsets")
+
+    def build(tmp: pathlib.Path) -> None:
+        for split in CHAPTER_SUBSETS:
+            for category in _KAGGLE_CATEGORIES:
+                (tmp / split / category).mkdir(parents=True)
+        for split, category, name in plan:
+            shutil.copyfile(original_dir / name, tmp / split / category / name)
+
+    return _build_atomically(new_base_dir, build)
+
+
+class Datasets(NamedTuple):
+    """The three splits, as ``tf.data`` datasets of ``(images, labels)`` batches."""
+
+    train: object
+    validation: object
+    test: object
+
+
+def load_datasets(
+    base_dir,
+    image_size: tuple[int, int] = (180, 180),
+    batch_size: int = 32,
+    *,
+    seed: int | None = None,
+) -> Datasets:
+    """Load ``train``/``validation``/``test`` with ``image_dataset_from_directory``.
+
+    Works the same on the chapter's subsets (:func:`make_subsets`) and on the offline
+    dataset (:func:`make_offline_dataset`). Images are float32 in 0-255, resized to
+    ``image_size``; labels are int32 class indices in alphabetical folder order.
+
+    Parameters
+    ----------
+    base_dir : str or path
+        Folder holding ``train/``, ``validation/`` and ``test/``, each with one
+        sub-folder per class.
+    image_size : (height, width)
+        The chapter uses 180 x 180.
+    batch_size : int
+        32 as in the 2nd edition (the 3rd uses 64).
+    seed : int, optional
+        Seed for the training set's shuffling.
+
+    Returns
+    -------
+    Datasets
+        ``(train, validation, test)``. Only ``train`` is shuffled, so the others'
+        ``file_paths`` line up with their batches (e.g. to match :func:`load_boxes`).
+
+    Raises
+    ------
+    InputError
+        If a split folder is missing.
+    ImportError
+        If TensorFlow (needed for ``tf.data`` on every backend) is not installed.
+
+    Examples
+    --------
+    >>> train, validation, test = load_datasets("dogs_vs_cats_small")  # doctest: +SKIP
+    >>> for images, labels in train.take(1):  # doctest: +SKIP
+    ...     print(images.shape, labels.shape)
+    (32, 180, 180, 3) (32,)
+    """
+    base_dir = pathlib.Path(base_dir)
+    for split in SPLITS:
+        if not (base_dir / split).is_dir():
+            raise InputError(
+                f"{base_dir / split} does not exist. load_datasets expects {base_dir} to hold "
+                "train/, validation/ and test/ folders with one sub-folder per class, as "
+                "written by make_subsets() or make_offline_dataset()."
+            )
+    _require_tensorflow()
+    image_size = tuple(int(s) for s in image_size)
+    datasets = [
+        keras.utils.image_dataset_from_directory(
+            base_dir / split,
+            image_size=image_size,
+            batch_size=batch_size,
+            shuffle=(split == "train"),
+            seed=seed,
+        )
+        for split in SPLITS
+    ]
+    return Datasets(*datasets)
+
+
+def _require_tensorflow():
+    try:
+        import tensorflow as tf
+    except ImportError as err:  # pragma: no cover - every supported install has it
+        raise ImportError(
+            "convviz's data pipeline uses tf.data (keras.utils.image_dataset_from_directory), "
+            "which needs TensorFlow whatever the Keras backend. Install it with "
+            "`pip install tensorflow-cpu` (or `pip install \"convviz[jax]\"` etc.)."
+        ) from err
+    return tf
+
+
+# --------------------------------------------------------------------------- #
+# Data augmentation
+# --------------------------------------------------------------------------- #
+
+
+def data_augmentation(seed: int | None = None, name: str = "data_augmentation"):
+    """The chapter's augmentation stage: random flip, rotation and zoom.
+
+    ``keras.Sequential([RandomFlip("horizontal"), RandomRotation(0.1),
+    RandomZoom(0.2)])``, as in the chapter. Put it at the front of a model, or give
+    it to :func:`augment_dataset` to augment in the ``tf.data`` pipeline instead
+    (that runs its layers one by one, which works on every backend; calling the
+    Sequential itself inside ``dataset.map`` fails on JAX and PyTorch). Like all
+    Keras random layers it only transforms when called with ``training=True``
+    (``fit``); ``predict``/``evaluate`` pass images through unchanged.
+
+    Parameters
+    ----------
+    seed : int, optional
+        Seed of each random layer, for reproducible augmentation.
+    name : str
+        Model name; the chapter calls it ``data_augmentation``.
+
+    Returns
+    -------
+    keras.Sequential
+
+    Examples
+    --------
+    >>> import keras
+    >>> inputs = keras.Input((180, 180, 3))
+    >>> x = data_augmentation()(inputs)
+    """
+    layers = keras.layers
+    return keras.Sequential(
+        [
+            layers.RandomFlip("horizontal", seed=seed),
+            layers.RandomRotation(0.1, seed=None if seed is None else seed + 1),
+            layers.RandomZoom(0.2, seed=None if seed is None else seed + 2),
+        ],
+        name=name,
+    )
+
+
+def augment_dataset(dataset, augmentation=None, *, num_parallel_calls: int | None = None):
+    """Augment a ``tf.data`` dataset of ``(images, labels)`` batches on the fly.
+
+    The 3rd edition's way: augmentation runs in the input pipeline (on the CPU,
+    overlapping training) instead of inside the model.
+
+    Parameters
+    ----------
+    dataset : tf.data.Dataset
+        Yields ``(images, labels)``.
+    augmentation : keras.Sequential, list of layers or callable, optional
+        Defaults to :func:`data_augmentation`. A Sequential or a list is applied
+        layer by layer (a Sequential cannot run inside ``tf.data`` on the JAX and
+        PyTorch backends; its preprocessing layers can).
+    num_parallel_calls : int, optional
+        Defaults to ``tf.data.AUTOTUNE``.
+
+    Returns
+    -------
+    tf.data.Dataset
+        Mapped and prefetched.
+
+    Examples
+    --------
+    >>> train, validation, test = load_datasets(ensure_offline_dataset())  # doctest: +SKIP
+    >>> augmented_train = augment_dataset(train)  # doctest: +SKIP
+    """
+    tf = _require_tensorflow()
+    augmentation = data_augmentation() if augmentation is None else augmentation
+    if isinstance(augmentation, keras.Sequential):
+        steps = list(augmentation.layers)
+    elif isinstance(augmentation, (list, tuple)):
+        steps = list(augmentation)
+    else:
+        steps = [augmentation]
+
+    def augment(images, targets):
+        for step in steps:
+            images = step(images, training=True) if isinstance(step, keras.layers.Layer) else step(images)
+        return images, targets
+
+    calls = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
+    return dataset.map(augment, num_parallel_calls=calls).prefetch(tf.data.AUTOTUNE)
+
+
+def augmented_examples(image, n: int = 9, seed: int = 0, augmentation=None) -> np.ndarray:
+    """``n`` randomly augmented versions of one image (the chapter's 3x3 figure).
+
+    Parameters
+    ----------
+    image : path, PIL image or array
+        One image (H, W, C) or a batch whose first image is used.
+    n : int
+        How many versions.
+    seed : int
+        Same seed, same versions.
+    augmentation : callable, optional
+        Defaults to :func:`data_augmentation` seeded with ``seed``.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n, H, W, C); uint8 if the image was uint8 or 0-255 valued, else float32.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> augmented_examples(np.zeros((32, 32, 3), "uint8"), n=4).shape
+    (4, 32, 32, 3)
+    """
+    from convviz._inputs import to_batch
+
+    if int(n) < 1:
+        raise InputError(f"n must be a positive number of examples, got {n!r}.")
+    raw_dtype = getattr(image, "dtype", None)
+    batch = to_batch(image)[:1]
+    augmentation = augmentation or data_augmentation(seed=seed)
+    out = np.stack(
+        [
+            keras.ops.convert_to_numpy(augmentation(keras.ops.convert_to_tensor(batch), training=True))[0]
+            for _ in range(int(n))
+        ]
+    )
+    as_uint8 = raw_dtype == np.uint8 or (raw_dtype is None and float(batch.max()) > 1.0)
+    if as_uint8:
+        return np.clip(np.round(out), 0, 255).astype(np.uint8)
+    return out.astype(np.float32)
+
+
+def plot_augmented(image, n: int = 9, seed: int = 0, *, ncols: int = 3, augmentation=None, save=None):
+    """The chapter's figure: a grid of randomly augmented versions of one image.
+
+    Parameters
+    ----------
+    image : path, PIL image or array
+        See :func:`augmented_examples`.
+    n, seed, augmentation
+        See :func:`augmented_examples`.
+    ncols : int
+        Columns of the grid (3 x 3 for the default nine).
+    save : str or path, optional
+        Also write the figure to this file.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fig = plot_augmented(np.zeros((32, 32, 3), "uint8"))
+    >>> len(fig.axes)
+    9
+    """
+    from matplotlib.figure import Figure
+
+    examples = augmented_examples(image, n=n, seed=seed, augmentation=augmentation)
+    ncols = max(1, min(int(ncols), len(examples)))
+    nrows = -(-len(examples) // ncols)
+    fig = Figure(figsize=(3.3 * ncols, 3.3 * nrows))
+    for i, example in enumerate(examples):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        if example.dtype != np.uint8:
+            example = np.clip(example, 0.0, 1.0)
+        ax.imshow(example[..., 0] if example.shape[-1] == 1 else example, cmap="gray")
+        ax.axis("off")
+    fig.tight_layout()
+    if save is not None:
+        fig.savefig(save)
+    return fig
+
+
+# --------------------------------------------------------------------------- #
+# The offline default dataset
+# --------------------------------------------------------------------------- #
+
+#: Object classes :func:`make_offline_dataset` can draw.
+SHAPES = ("circle", "square", "triangle")
+_MANIFEST = "convviz_dataset.json"
+_BOXES = "boxes.json"
+# Bump when the drawing changes, so ensure_offline_dataset() regenerates old caches.
+_GENERATOR_VERSION = 1
+# Object size: diameter of the circle of equal area, as a fraction of the image side.
+# All classes share one area distribution, so size says nothing about the class.
+_EQUIVALENT_DIAMETER = (0.3, 0.55)
+_MAX_TILT_DEGREES = 15.0  # triangles and squares stand upright, give or take this
+_TEXTURE_CONTRAST = (0.2, 0.5)  # how strongly the texture's gray levels show
+_MIN_CONTRAST = 0.45  # |luma(object) - mean luma(background under it)|, luma in [0, 1]
+
+
+class BoundingBox(NamedTuple):
+    """One object's class and pixel box: ``image[y0:y1, x0:x1]`` holds all of it.
+
+    ``x0, y0`` are the first object column and row, ``x1, y1`` one past the last
+    (numpy slice convention); the object touches all four edges.
+    """
+
+    label: str
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+
+@functools.lru_cache(maxsize=1)
+def _textures() -> tuple[np.ndarray, ...]:
+    # Grayscale photos shipped inside scikit-image (no download). Natural texture,
+    # nothing round or triangular that could pass for an object class.
+    from skimage import data as skdata
+
+    return tuple(np.asarray(f(), dtype=np.uint8) for f in (skdata.grass, skdata.gravel, skdata.brick))
+
+
+def _luma(rgb) -> np.ndarray:
+    return np.asarray(rgb) @ np.array([0.299, 0.587, 0.114])
+
+
+def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    from PIL import Image
+
+    textures = _textures()
+    tex = textures[rng.integers(len(textures))]
+    side = int(rng.integers(min(tex.shape) // 4, min(tex.shape) + 1))
+    top = int(rng.integers(0, tex.shape[0] - side + 1))
+    left = int(rng.integers(0, tex.shape[1] - side + 1))
+    crop = np.rot90(tex[top : top + side, left : left + side], k=int(rng.integers(4)))
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    crop = Image.fromarray(np.ascontiguousarray(crop)).resize((width, height), Image.BILINEAR)
+    gray = np.asarray(crop, dtype=np.float64)[..., None] / 255.0
+    # Map the gray ramp between two random colours: coloured texture whose
+    # colours carry no class information.
+    base = rng.uniform(0.0, 1.0, 3)
+    amplitude = rng.uniform(*_TEXTURE_CONTRAST) * rng.choice([-1.0, 1.0], 3)
+    return np.clip(base + amplitude * (gray - gray.mean()), 0.0, 1.0)
+
+
+def _clutter(rng: np.random.Generator, img: np.ndarray) -> None:
+    from skimage.draw import line
+
+    height, width = img.shape[:2]
+    for _ in range(int(rng.integers(0, 4))):
+        r0, r1 = rng.integers(0, height, 2)
+        c0, c1 = rng.integers(0, width, 2)
+        colour = rng.uniform(0.0, 1.0, 3)
+        for offset in range(int(rng.integers(1, 3))):
+            rr, cc = line(int(r0), int(c0), int(r1), int(min(c1 + offset, width - 1)))
+            img[rr, cc] = colour
+
+
+def _shape_coords(rng: np.random.Generator, shape: str, height: int, width: int):
+    """Pixel coordinates (rows, cols) of one randomly placed, sized and turned shape."""
+    from skimage.draw import disk, polygon
+
+    side = min(height, width)
+    diameter = rng.uniform(*_EQUIVALENT_DIAMETER) * side
+    area = math.pi * diameter**2 / 4
+    if shape == "circle":
+        radius = diameter / 2
+        cy = rng.uniform(radius, height - radius)
+        cx = rng.uniform(radius, width - radius)
+        return disk((cy, cx), radius, shape=(height, width))
+    if shape == "triangle":  # equilateral, same area as the circle
+        n_corners, circumradius = 3, math.sqrt(4 * area / math.sqrt(3)) / math.sqrt(3)
+    else:  # square
+        n_corners, circumradius = 4, math.sqrt(area) / math.sqrt(2)
+    # Upright (a corner on top; squares axis-aligned) give or take a small tilt.
+    tilt = math.radians(rng.uniform(-_MAX_TILT_DEGREES, _MAX_TILT_DEGREES))
+    start = -math.pi / 2 if n_corners == 3 else math.pi / 4
+    angles = start + tilt + 2 * math.pi * np.arange(n_corners) / n_corners
+    ys, xs = circumradius * np.sin(angles), circumradius * np.cos(angles)
+    cy = rng.uniform(-ys.min(), height - 1 - ys.max())
+    cx = rng.uniform(-xs.min(), width - 1 - xs.max())
+    return polygon(cy + ys, cx + xs, shape=(height, width))
+
+
+def _object_colour(rng: np.random.Generator, background_luma: float) -> np.ndarray:
+    """A random colour whose luma differs from the background's by at least _MIN_CONTRAST."""
+    sides = []
+    if background_luma - _MIN_CONTRAST >= 0.0:
+        sides.append((0.0, background_luma - _MIN_CONTRAST))
+    if background_luma + _MIN_CONTRAST <= 1.0:
+        sides.append((background_luma + _MIN_CONTRAST, 1.0))
+    low, high = sides[int(rng.integers(len(sides)))]
+    target = rng.uniform(low, high)
+    colour = rng.uniform(0.0, 1.0, 3)
+    luma = float(_luma(colour))
+    # Luma is linear: scale towards black (darker target) or white (lighter target)
+    # so the hue stays random and the luma lands exactly on the target.
+    if target <= luma:
+        return colour * (target / max(luma, 1e-6))
+    return 1.0 - (1.0 - colour) * ((1.0 - target) / max(1.0 - luma, 1e-6))
+
+
+def render_example(shape: str, index: int, image_size=(180, 180), seed: int = 0):
+    """Draw one image of the offline dataset.
+
+    The image depends only on ``(seed, shape, index)``, not on the split sizes, so
+    ``circle.7.jpg`` is the same picture in every dataset made with one seed.
+
+    Parameters
+    ----------
+    shape : str
+        One of :data:`SHAPES`.
+    index : int
+        Image number within the class (the ``N`` of ``circle.N.jpg``).
+    image_size : (height, width)
+    seed : int
+
+    Returns
+    -------
+    image : numpy.ndarray
+        uint8 (H, W, 3).
+    box : BoundingBox
+        Tight box of the drawn object.
+
+    Examples
+    --------
+    >>> image, box = render_example("triangle", 0, image_size=(64, 64))
+    >>> image.shape, box.label
+    ((64, 64, 3), 'triangle')
+    """
+    if shape not in SHAPES:
+        raise InputError(f"Unknown shape {shape!r}; choose from {SHAPES}.")
+    height, width = (int(s) for s in image_size)
+    rng = np.random.default_rng([int(seed), zlib.crc32(shape.encode()), int(index)])
+    img = _background(rng, height, width)
+    _clutter(rng, img)
+    rr, cc = _shape_coords(rng, shape, height, width)
+    img[rr, cc] = _object_colour(rng, float(_luma(img[rr, cc]).mean()))
+    image = np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)
+    box = BoundingBox(shape, int(cc.min()), int(rr.min()), int(cc.max()) + 1, int(rr.max()) + 1)
+    return image, box
+
+
+def _check_dataset_args(n_train, n_val, n_test, image_size, classes, image_format):
+    for name, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise InputError(f"{name} must be a positive number of images per class, got {value!r}.")
+    if len(image_size) != 2 or min(int(s) for s in image_size) < 16:
+        raise InputError(f"image_size must be (height, width) of at least 16 pixels, got {image_size!r}.")
+    if isinstance(classes, str) or len(classes) < 2 or len(set(classes)) != len(classes):
+        raise InputError(f"classes must list at least two different shapes from {SHAPES}, got {classes!r}.")
+    unknown = [c for c in classes if c not in SHAPES]
+    if unknown:
+        raise InputError(f"Unknown shape(s) {unknown}; choose from {SHAPES}.")
+    if image_format not in ("jpeg", "png"):
+        raise InputError(f"image_format must be 'jpeg' or 'png', got {image_format!r}.")
+
+
+def make_offline_dataset(
+    base_dir,
+    n_train: int = 500,
+    n_val: int = 250,
+    n_test: int = 250,
+    image_size: tuple[int, int] = (180, 180),
+    seed: int = 0,
+    *,
+    classes: Sequence[str] = ("circle", "triangle"),
+    image_format: str = "jpeg",
+    overwrite: bool = False,
+) -> pathlib.Path:
+    """Generate a deterministic image-classification dataset, laid out like the chapter's.
+
+    Each image is a coloured photographic texture (scikit-image's ``grass``,
+    ``gravel`` and ``brick``) crossed by a few random lines, with one object drawn on
+    top: by default a circle or an upright triangle (tilted up to 15 degrees) of
+    random position, size and colour. The classes differ only in shape: area and
+    colour follow one distribution for every class (the object's luma always
+    differs from its background's by 0.45 or more), so a model must look at the
+    object's outline — and Grad-CAM should point at it. Each split folder also gets
+    a ``boxes.json`` with every object's bounding box (see :func:`load_boxes`).
+
+    Layout: ``base_dir/{train,validation,test}/{circle,triangle}/circle.N.jpg``,
+    numbered per class like Kaggle's files (train first, then validation, test).
+    The defaults (500/250/250 per class, 180 x 180, about 10 s to generate) let the
+    chapter's small convnet pass 95 % validation accuracy after about 6 epochs,
+    2-3 minutes of CPU training with TensorFlow; 10 epochs reached 99.6 % test
+    accuracy.
+
+    Parameters
+    ----------
+    base_dir : str or path
+        Folder to create.
+    n_train, n_val, n_test : int
+        Images per class in each split.
+    image_size : (height, width)
+    seed : int
+        Same seed and arguments, byte-identical files.
+    classes : sequence of str
+        Two or more of :data:`SHAPES` (folder names, and class order after sorting).
+    image_format : {"jpeg", "png"}
+        JPEG (quality 95) like Kaggle's photos; PNG is lossless.
+    overwrite : bool
+        Replace an existing ``base_dir``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``base_dir``.
+
+    Raises
+    ------
+    InputError
+        On bad arguments, or if ``base_dir`` exists and ``overwrite`` is false.
+
+    Examples
+    --------
+    >>> base = make_offline_dataset("shapes", n_train=20, n_val=5, n_test=5,
+    ...                             image_size=(64, 64))  # doctest: +SKIP
+    >>> train, validation, test = load_datasets(base, image_size=(64, 64))  # doctest: +SKIP
+    """
+    from PIL import Image
+
+    _check_dataset_args(n_train, n_val, n_test, image_size, classes, image_format)
+    base_dir = pathlib.Path(base_dir)
+    _refuse_existing(base_dir, overwrite, "the dataset")
+    image_size = (int(image_size[0]), int(image_size[1]))
+    params = _dataset_params(n_train, n_val, n_test, image_size, seed, classes, image_format)
+    counts = {"train": n_train, "validation": n_val, "test": n_test}
+    ext = ".jpg" if image_format == "jpeg" else ".png"
+    save_kwargs = {"quality": 95} if image_format == "jpeg" else {}
+
+    def build(tmp: pathlib.Path) -> None:
+        start = 0
+        for split in SPLITS:
+            boxes = {}
+            for shape in classes:
+                folder = tmp / split / shape
+                folder.mkdir(parents=True)
+                for index in range(start, start + counts[split]):
+                    image, box = render_example(shape, index, image_size, seed)
+                    name = f"{shape}.{index}{ext}"
+                    Image.fromarray(image).save(folder / name, **save_kwargs)
+                    boxes[name] = {"label": shape, "box": [box.x0, box.y0, box.x1, box.y1]}
+            start += counts[split]
+            _write_json(
+                tmp / split / _BOXES,
+                {
+                    "box_format": "[x0, y0, x1, y1] in pixels; image[y0:y1, x0:x1] holds the object",
+                    "image_size": list(image_size),
+                    "boxes": dict(sorted(boxes.items())),
+                },
+            )
+        _write_json(tmp / _MANIFEST, params)
+
+    return _build_atomically(base_dir, build)
+
+
+def _dataset_params(n_train, n_val, n_test, image_size, seed, classes, image_format) -> dict:
+    return {
+        "generator": "convviz.data.make_offline_dataset",
+        "generator_version": _GENERATOR_VERSION,
+        "n_train": int(n_train),
+        "n_val": int(n_val),
+        "n_test": int(n_test),
+        "image_size": [int(s) for s in image_size],
+        "seed": int(seed),
+        "classes": list(classes),
+        "image_format": image_format,
+    }
+
+
+def _write_json(path: pathlib.Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def load_boxes(base_dir, split: str) -> dict[str, BoundingBox]:
+    """The object boxes of one split of :func:`make_offline_dataset`'s output.
+
+    Parameters
+    ----------
+    base_dir : str or path
+        The dataset folder.
+    split : {"train", "validation", "test"}
+
+    Returns
+    -------
+    dict
+        File name (``"circle.12.jpg"``) -> :class:`BoundingBox`. Match a
+        ``tf.data`` file path with ``boxes[os.path.basename(path)]``.
+
+    Raises
+    ------
+    InputError
+        On an unknown split or a folder without ``boxes.json`` (e.g. the Kaggle
+        subsets, which have no boxes).
+
+    Examples
+    --------
+    >>> boxes = load_boxes(ensure_offline_dataset(), "test")  # doctest: +SKIP
+    >>> boxes["circle.750.jpg"]  # doctest: +SKIP
+    BoundingBox(label='circle', x0=23, y0=97, x1=74, y1=148)
+    """
+    if split not in SPLITS:
+        raise InputError(f"split must be one of {SPLITS}, got {split!r}.")
+    path = pathlib.Path(base_dir) / split / _BOXES
+    if not path.is_file():
+        raise InputError(
+            f"No bounding boxes at {path}. Boxes exist only for datasets written by "
+            "make_offline_dataset()."
+        )
+    records = json.loads(path.read_text(encoding="utf-8"))["boxes"]
+    return {name: BoundingBox(rec["label"], *(int(v) for v in rec["box"])) for name, rec in records.items()}
+
+
+def default_dataset_dir() -> pathlib.Path:
+    """Where :func:`ensure_offline_dataset` keeps the default dataset.
+
+    ``$CONVVIZ_DATA`` if set, else ``$KERAS_HOME/datasets/convviz_shapes`` (Keras'
+    cache, ``~/.keras`` by default).
+
+    Examples
+    --------
+    >>> default_dataset_dir().name  # doctest: +SKIP
+    'convviz_shapes'
+    """
+    if os.environ.get("CONVVIZ_DATA"):
+        return pathlib.Path(os.environ["CONVVIZ_DATA"]).expanduser()
+    keras_home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return pathlib.Path(keras_home) / "datasets" / "convviz_shapes"
+
+
+def ensure_offline_dataset(base_dir=None, **kwargs) -> pathlib.Path:
+    """Return the offline dataset's folder, generating it first if needed.
+
+    An existing folder is reused when its manifest matches the requested
+    arguments; a convviz-generated folder made with other arguments (or an older
+    generator) is regenerated. A folder that convviz did not write is never touched.
+
+    Parameters
+    ----------
+    base_dir : str or path, optional
+        Defaults to :func:`default_dataset_dir`.
+    **kwargs
+        Arguments of :func:`make_offline_dataset` (sizes, seed, ...).
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    InputError
+        If ``base_dir`` exists but is not a convviz-generated dataset.
+
+    Examples
+    --------
+    >>> base = ensure_offline_dataset()  # doctest: +SKIP
+    """
+    import inspect
+
+    base_dir = pathlib.Path(base_dir) if base_dir is not None else default_dataset_dir()
+    if "overwrite" in kwargs:
+        raise InputError("ensure_offline_dataset decides about overwriting itself; drop overwrite=.")
+    bound = inspect.signature(make_offline_dataset).bind(base_dir, **kwargs)
+    bound.apply_defaults()
+    args = dict(bound.arguments)
+    _check_dataset_args(
+        args["n_train"], args["n_val"], args["n_test"], args["image_size"], args["classes"], args["image_format"]
+    )
+    wanted = _dataset_params(
+        args["n_train"], args["n_val"], args["n_test"], args["image_size"], args["seed"], args["classes"],
+        args["image_format"],
+    )
+    manifest = base_dir / _MANIFEST
+    if base_dir.exists():
+        found = None
+        if manifest.is_file():
+            try:
+                found = json.loads(manifest.read_text(encoding="utf-8"))
+            except ValueError:
+                found = {}
+        if found is None:
+            raise InputError(
+                f"{base_dir} exists but was not written by convviz (no {_MANIFEST}); "
+                "pass another base_dir or set CONVVIZ_DATA."
+            )
+        if found == wanted:
+            return base_dir
+    args.pop("base_dir")
+    args.pop("overwrite")
+    return make_offline_dataset(base_dir, **args, overwrite=True)
