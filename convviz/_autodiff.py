@@ -119,3 +119,116 @@ def _torch_step(model, objective, wrt):
         return value.detach(), grad, outputs
 
     return run
+
+
+def ascent_step(
+    model: keras.Model,
+    objective: Callable,
+    update: Callable,
+    transform: Callable | None = None,
+) -> Callable:
+    """Build ``step(x, *extra) -> (new_x, value, aux)``: one compiled gradient-ascent step.
+
+    The forward pass, the backward pass and the update run as one compiled unit
+    (one ``jax.jit`` call, one ``tf.function`` call; PyTorch runs eagerly), so a loop
+    of steps dispatches once per step.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A single-input model, called in inference mode (``training=False``).
+    objective : callable
+        ``objective(outputs, x, *extra) -> (scalar, aux)`` written with ``keras.ops``;
+        the scalar is maximised, ``aux`` (any structure of tensors) is returned as is.
+    update : callable
+        ``update(x, grad, *extra) -> new_x`` written with ``keras.ops``.
+    transform : callable, optional
+        ``transform(x, *extra) -> model input``; the gradient flows back through it
+        to ``x``. Default: the identity.
+
+    Returns
+    -------
+    callable
+        ``step(x, *extra)``: ``x`` a float32 numpy array or backend tensor, ``extra``
+        numpy arrays or backend tensors. Returns backend tensors ``new_x``, the
+        objective's value and ``aux``, all computed at ``x``.
+
+    Examples
+    --------
+    >>> import keras, numpy as np
+    >>> m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    >>> step = ascent_step(m, lambda y, x: (keras.ops.sum(y), y), lambda x, g: x + g)
+    >>> new_x, value, aux = step(np.ones((2, 3), "float32"))
+    >>> tuple(new_x.shape)
+    (2, 3)
+    """
+    if transform is None:
+
+        def transform(x, *extra):
+            return x
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return _tensorflow_ascent(model, objective, update, transform)
+    if backend == "jax":
+        return _jax_ascent(model, objective, update, transform)
+    if backend == "torch":
+        return _torch_ascent(model, objective, update, transform)
+    raise NotImplementedError(f"convviz has no gradient-ascent step for the {backend!r} backend.")
+
+
+def _tensorflow_ascent(model, objective, update, transform):
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def step(x, *extra):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            value, aux = objective(model(transform(x, *extra), training=False), x, *extra)
+        return update(x, tape.gradient(value, x), *extra), value, aux
+
+    def run(x, *extra):
+        return step(tf.convert_to_tensor(x, dtype=tf.float32), *map(tf.convert_to_tensor, extra))
+
+    return run
+
+
+def _jax_ascent(model, objective, update, transform):
+    import jax
+
+    def loss(x, trainable, non_trainable, *extra):
+        outputs, _ = model.stateless_call(
+            trainable, non_trainable, transform(x, *extra), training=False
+        )
+        return objective(outputs, x, *extra)
+
+    grad_fn = jax.value_and_grad(loss, has_aux=True)
+
+    @jax.jit
+    def step(x, trainable, non_trainable, *extra):
+        (value, aux), grad = grad_fn(x, trainable, non_trainable, *extra)
+        return update(x, grad, *extra), value, aux
+
+    def run(x, *extra):
+        # Weights are arguments, not constants baked into the compiled code.
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+        return step(jax.numpy.asarray(x, dtype="float32"), trainable, non_trainable, *extra)
+
+    return run
+
+
+def _torch_ascent(model, objective, update, transform):
+    import torch
+
+    def run(x, *extra):
+        x = keras.ops.convert_to_tensor(x, dtype="float32").detach().requires_grad_(True)
+        extra = [keras.ops.convert_to_tensor(e) if isinstance(e, np.ndarray) else e for e in extra]
+        with torch.enable_grad():
+            value, aux = objective(model(transform(x, *extra), training=False), x, *extra)
+            (grad,) = torch.autograd.grad(value, x)
+        with torch.no_grad():
+            new_x = update(x.detach(), grad, *extra)
+        return new_x, value.detach(), keras.tree.map_structure(lambda t: t.detach(), aux)
+
+    return run

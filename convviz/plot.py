@@ -298,3 +298,12 @@ def sparsity(tables, labels=None, *, width: float = 8.0, height: float = 4.5, sa
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, save)
+
+
+def filters(patterns, **kwargs) -> Figure:
+    """The chapter's grid of filter patterns (8 x 8, 5 px margins): the result of
+    :func:`convviz.filters` or a (N, H, W, 3) uint8 array. Keyword arguments as
+    :func:`convviz.filters.plot_filters` (``columns``, ``margin``, ``title``, ``save``...)."""
+    from convviz.filters import plot_filters  # filters.py builds on this module
+
+    return plot_filters(patterns, **kwargs)

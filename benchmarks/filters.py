@@ -1,0 +1,188 @@
+"""Filter patterns: convviz vs the physical floor and vs the textbook one-filter loop.
+
+The chapter's figure: filters of Xception's ``block3_sepconv1`` (weights=None, so
+offline), 30 steps of gradient ascent on 200 x 200 images. Three timings, measured
+interleaved in one process, warm-up (compilation) excluded, medians:
+
+- floor: one compiled forward + backward pass of the truncated extractor on a batch
+  of all the filters' images (the least any gradient-ascent step can cost);
+- convviz: ``convviz.filters`` end to end (start images, all steps, final loss,
+  display), batched over filters in memory-bounded chunks;
+- textbook: the keras.io / chapter loop, one filter at a time, a compiled step per
+  iteration (``tf.function``; ``jax.jit``; eager autograd on PyTorch). The filter index
+  is passed as a tensor so the textbook step does not retrace per filter.
+
+Reported per filter-step (one image, one step). Targets: convviz <= 1.15x the floor,
+and no slower than the textbook. The last column checks that convviz and the textbook
+loop produce the same images (relative L2 difference of the final images).
+
+    KERAS_BACKEND=jax python benchmarks/filters.py [--filters 64] [--repeats 3] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import keras  # noqa: I001
+import numpy as np
+from common import machine, median_times
+
+from convviz._autodiff import gradient_step
+from convviz.filters import filters, start_images
+
+LAYER = "block3_sepconv1"
+PIXEL_RANGE = (-1.0, 1.0)  # Xception's preprocessing: the model itself expects [-1, 1]
+
+
+def floor_step(extractor, images, indices):
+    """One compiled forward + backward pass over the whole batch, nothing else."""
+    ops = keras.ops
+    onehot = np.eye(extractor.output.shape[-1], dtype="float32")[indices]
+
+    def objective(act, onehot):
+        # The cheapest form of the loss: pick each image's channel, then crop and average.
+        own = ops.einsum("bhwc,bc->bhw", act, onehot)
+        return ops.sum(ops.mean(own[:, 2:-2, 2:-2], axis=(1, 2)))
+
+    step = gradient_step(extractor, objective)
+
+    def run():
+        _, grad, _ = step([images], onehot)
+        return keras.ops.convert_to_numpy(grad)  # waits for asynchronous backends
+
+    return run
+
+
+def textbook_step(extractor):
+    """``step(img, filter_index, learning_rate) -> (loss, img)``, as each backend's tutorial."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function
+        def step(img, filter_index, learning_rate):
+            with tf.GradientTape() as tape:
+                tape.watch(img)
+                loss = tf.reduce_mean(extractor(img)[:, 2:-2, 2:-2, filter_index])
+            grads = tf.math.l2_normalize(tape.gradient(loss, img))
+            return loss, img + learning_rate * grads
+
+        return lambda img, f, lr: step(tf.constant(img), tf.constant(f), tf.constant(lr))
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        def loss_fn(img, filter_index, trainable, non_trainable):
+            act, _ = extractor.stateless_call(trainable, non_trainable, img)
+            return jnp.mean(act[:, 2:-2, 2:-2, filter_index])
+
+        @jax.jit
+        def jit_step(img, filter_index, learning_rate, trainable, non_trainable):
+            loss, grads = jax.value_and_grad(loss_fn)(img, filter_index, trainable, non_trainable)
+            grads = grads * jax.lax.rsqrt(jnp.maximum(jnp.sum(grads**2), 1e-12))
+            return loss, img + learning_rate * grads
+
+        def run(img, f, lr):
+            # Fetched per call: Keras may replace the variables' buffers between calls.
+            trainable = [v.value for v in extractor.trainable_variables]
+            non_trainable = [v.value for v in extractor.non_trainable_variables]
+            return jit_step(img, np.int32(f), np.float32(lr), trainable, non_trainable)
+
+        return run
+    import torch
+
+    def torch_step(img, filter_index, learning_rate):
+        img = torch.as_tensor(img).detach().requires_grad_(True)
+        loss = torch.mean(extractor(img)[:, 2:-2, 2:-2, filter_index])
+        (grads,) = torch.autograd.grad(loss, img)
+        with torch.no_grad():
+            grads = grads / torch.clamp(torch.linalg.vector_norm(grads), min=1e-6)
+            return loss.detach(), img.detach() + learning_rate * grads
+
+    return torch_step
+
+
+def textbook_loop(step, indices, steps, size, learning_rate):
+    lo, hi = PIXEL_RANGE
+    out = []
+    for f in indices:
+        img = start_images(0, [f], (*size, 3), PIXEL_RANGE)
+        for _ in range(steps):
+            _, img = step(img, int(f), learning_rate * (hi - lo))
+        out.append(keras.ops.convert_to_numpy(img)[0])
+    return np.stack(out)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--filters", type=int, default=64, help="filters for convviz and the floor")
+    parser.add_argument("--textbook-filters", type=int, default=8, help="filters for the slow loop")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--size", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="convviz chunk size (default: its own rule)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="4 filters, 3 steps, 96 x 96, 1 repeat"
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.filters, args.textbook_filters, args.steps, args.size, args.repeats = 4, 2, 3, 96, 1
+    size = (args.size, args.size)
+    indices = np.arange(args.filters)
+    book = indices[: args.textbook_filters]
+    lr = 10.0
+
+    model = keras.applications.Xception(weights=None, include_top=False)
+    extractor = keras.Model(model.inputs, model.get_layer(LAYER).output)
+    floor = floor_step(extractor, start_images(0, indices, (*size, 3), PIXEL_RANGE), indices)
+    step = textbook_step(extractor)
+    kwargs = dict(
+        size=size, pixel_range=PIXEL_RANGE, learning_rate=lr, batch_size=args.batch_size, verbose=0
+    )
+
+    def ours(steps=args.steps):
+        return filters(model, LAYER, indices, steps=steps, **kwargs)
+
+    # Warm-up: compile every chunk shape and each step once (one step is enough).
+    floor(), ours(steps=1), textbook_loop(step, book[:1], 1, size, lr)
+    print(f"{machine()}; Xception(weights=None) {LAYER}, {size[0]}x{size[1]}, {args.steps} steps")
+    print(
+        f"convviz and floor: {args.filters} filters; textbook: {len(book)} filters; "
+        f"{args.repeats} repeats"
+    )
+    t = median_times(
+        {
+            "floor": floor,
+            "convviz": ours,
+            "textbook": lambda: textbook_loop(step, book, args.steps, size, lr),
+        },
+        args.repeats,
+        warmup=0,
+    )
+    per = {
+        "floor": t["floor"] / args.filters,
+        "convviz": t["convviz"] / (args.filters * args.steps),
+        "textbook": t["textbook"] / (len(book) * args.steps),
+    }
+    result = ours()
+    theirs = textbook_loop(step, book, args.steps, size, lr)
+    start = start_images(0, book, (*size, 3), PIXEL_RANGE)
+    diff = np.linalg.norm((result.raw[: len(book)] - theirs).reshape(len(book), -1), axis=1)
+    moved = np.linalg.norm((theirs - start).reshape(len(book), -1), axis=1)
+    agree = float(np.max(diff / np.maximum(moved, 1e-12)))
+    print(
+        f"{'ms per filter-step':<20}{'floor':>9}{'convviz':>9}{'textbook':>10}"
+        f"{'convviz/floor':>15}{'textbook/convviz':>18}{'rel diff':>10}"
+    )
+    print(
+        f"{'':<20}{per['floor'] * 1e3:>9.1f}{per['convviz'] * 1e3:>9.1f}"
+        f"{per['textbook'] * 1e3:>10.1f}{per['convviz'] / per['floor']:>15.2f}"
+        f"{per['textbook'] / per['convviz']:>18.2f}{agree:>10.1e}"
+    )
+    print(f"after: {machine()}")
+
+
+if __name__ == "__main__":
+    main()

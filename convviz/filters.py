@@ -1,0 +1,728 @@
+"""Filter visualization: the input pattern each filter responds to, by gradient ascent.
+
+The chapter's algorithm, batched over filters: start from a grey noise image,
+repeatedly move it along the normalised gradient of the filter's mean activation,
+then display the result. Many filters are optimised together, one batch element per
+filter, in one compiled step per iteration (see :func:`convviz._autodiff.ascent_step`).
+
+Conventions (all documented on :func:`filters`):
+
+- **Pixel range.** The start image and the step size follow the model's input
+  range, ``pixel_range`` (default ``(0, 255)``). The chapter starts from uniform noise
+  in [0.4, 0.6] with steps of length 10 for a model taking [0, 1] inputs; convviz
+  maps both into ``pixel_range``: the start is uniform in
+  ``lo + [0.4, 0.6] * (hi - lo)`` and each step has L2 length
+  ``learning_rate * (hi - lo)``.
+- **Gradient normalisation.** Each image's gradient is divided by its own L2 norm
+  over (H, W, C) (:func:`normalize_gradient`), the 2nd edition's global normalisation
+  applied per batch element, so batching never couples filters.
+- **Batching.** Filters are processed in chunks sized so that the activations kept
+  for the backward pass stay within ``memory_budget`` (:func:`chunk_size`).
+- **Seeds.** Filter ``f``'s start image depends only on ``(seed, f)``, so results do
+  not depend on how filters are chunked.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from convviz import _layers
+from convviz._autodiff import ascent_step
+from convviz.errors import InputError, ModelStructureError
+from convviz.inspector import Inspector, LayerInfo
+
+__all__ = [
+    "FilterPatterns",
+    "chunk_size",
+    "deprocess",
+    "filter_grid",
+    "filters",
+    "normalize_gradient",
+    "plot_filters",
+    "start_images",
+]
+
+DEFAULT_MEMORY_BUDGET = 1 << 30
+"""Bytes of activations (and their gradients) one chunk may keep: 1 GiB."""
+
+_START_LOW, _START_HIGH = 0.4, 0.6  # the chapter's start noise, as fractions of the range
+_LOSS_BORDER = 2  # the chapter's loss ignores a 2-pixel border of the feature map
+_BYTES_PER_ELEMENT = 4 * 2  # float32 activation kept for the backward pass + its gradient
+
+
+@dataclass(frozen=True, eq=False)
+class FilterPatterns:
+    """What :func:`filters` returns: one pattern per filter.
+
+    Attributes
+    ----------
+    images : numpy.ndarray
+        uint8 (N, H - 2 * crop, W - 2 * crop, C): the chapter's display of each pattern
+        (:func:`deprocess`). C is the model's input channels (3 for RGB models).
+    losses : numpy.ndarray
+        float32 (N,): the chapter's loss, the filter's mean activation (2-pixel
+        border excluded), on the final ``raw`` image.
+    layer : str
+        The layer's name as convviz reports it (``outer/inner`` when ambiguous).
+    filter_indices : numpy.ndarray
+        int64 (N,): which filter each pattern belongs to.
+    raw : numpy.ndarray
+        float32 (N, H, W, C): the final images before display, in the model's input
+        units (``pixel_range``), uncropped.
+    seed : int
+        The seed that reproduces this result (drawn at random when ``seed=None``).
+    """
+
+    images: np.ndarray
+    losses: np.ndarray
+    layer: str
+    filter_indices: np.ndarray
+    raw: np.ndarray
+    seed: int
+
+    def __len__(self) -> int:
+        return len(self.filter_indices)
+
+    def __repr__(self) -> str:
+        return (
+            f"FilterPatterns(layer={self.layer!r}, filters={len(self)}, "
+            f"images={self.images.shape}, seed={self.seed})"
+        )
+
+
+def filters(
+    model,
+    layer,
+    filters=None,
+    *,
+    steps: int = 30,
+    learning_rate: float = 10.0,
+    size=(200, 200),
+    seed: int | None = 0,
+    pixel_range=(0.0, 255.0),
+    crop: int = 25,
+    jitter: int = 0,
+    blur: float = 0.0,
+    tv: float = 0.0,
+    batch_size: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    verbose: int = 1,
+) -> FilterPatterns:
+    """The input pattern each filter of ``layer`` responds to most (gradient ascent).
+
+    For each filter ``f``, starting from grey noise, ``steps`` times: compute the
+    chapter's loss ``mean(activation[:, 2:-2, 2:-2, f])``, take its gradient with
+    respect to the image, divide it by its L2 norm (per image, over H, W and C) and
+    add ``learning_rate * (hi - lo)`` times it to the image. The final image is shown
+    standardised, ``x * 64 + 128``, clipped and cropped (:func:`deprocess`). Only the
+    model up to ``layer`` runs; augmentation and dropout are inactive.
+
+    Parameters
+    ----------
+    model : keras.Model, convviz.Inspector or path
+        Any model convviz can open, including one whose conv base is a nested model.
+    layer : str or keras.Layer
+        A layer with a (batch, height, width, channels) output, e.g. a convolution.
+        Nested layers are named as usual (``"block3_conv1"`` or ``"vgg16/block3_conv1"``).
+    filters : None, int, slice, range or iterable of int
+        Which filters (output channels). ``None``: all of them.
+    steps : int
+        Gradient-ascent steps (the chapter: 30).
+    learning_rate : float
+        L2 length of each step, in units of the pixel range (the chapter: 10). The
+        per-pixel step is therefore smaller on larger images.
+    size : (height, width) or int
+        Size of the optimised image (the chapter: 200 x 200). When the model has a
+        fixed input size that differs, the model up to ``layer`` is rebuilt on an
+        input of this size (its layers and weights are shared, nothing is resized).
+        This works for convolutional layers; a layer whose output size is fixed by
+        the input size (after a Flatten or Reshape) cannot be visualised at another size.
+    seed : int or None
+        Seed of the start images (and of the jitter shifts). Filter ``f``'s start image
+        depends only on ``(seed, f)``. ``None`` draws a seed (stored in the result).
+    pixel_range : (low, high)
+        The pixel values the model expects at its input. The default ``(0, 255)`` fits
+        the chapter's models and every model that rescales inside (``Rescaling``,
+        keras.applications EfficientNet/ConvNeXt, a keras-hub ``ImageConverter``
+        inside the model). For a model that expects preprocessed inputs pass their
+        range: ``(-1, 1)`` for Xception/MobileNet-style preprocessing or a keras-hub
+        backbone used without its converter, ``(0, 1)`` for models trained on
+        ``x / 255``. It sets the start noise (uniform in ``lo + [0.4, 0.6] * (hi - lo)``)
+        and scales the step size; images are not clipped to it during the ascent.
+    crop : int
+        Pixels removed from each border for display (the chapter: 25).
+    jitter : int
+        Regularisation, off by default: before each step the batch is rolled
+        (circularly) by a random shift of up to ``jitter`` pixels per axis; the
+        gradient flows back through the roll. Shifts depend only on ``seed`` and the
+        step, so all filters see the same ones.
+    blur : float
+        Regularisation, off by default: after each step each image is blurred with a
+        Gaussian of this standard deviation in pixels (reflected borders). 0.5-1 gives
+        smoother patterns on deep layers.
+    tv : float
+        Regularisation, off by default: weight of a total-variation penalty (mean
+        absolute difference between neighbouring pixels, in units of the pixel range)
+        subtracted from each filter's loss. Its useful size depends on the layer's
+        activation scale.
+    batch_size : int, optional
+        Filters optimised together. Default: :func:`chunk_size` of ``memory_budget``.
+    memory_budget : int
+        Bytes of activations one chunk may keep (default 1 GiB); see :func:`chunk_size`.
+    verbose : int
+        0: silent; 1: a progress bar over filters, updated per chunk; 2: one line.
+
+    Returns
+    -------
+    FilterPatterns
+        ``images`` (uint8), ``losses``, ``layer``, ``filter_indices``, ``raw``, ``seed``.
+
+    Raises
+    ------
+    convviz.errors.LayerNotFoundError
+        Unknown layer (the message lists the closest names).
+    convviz.errors.ModelStructureError
+        The layer's output is not a (batch, height, width, channels) feature map.
+    convviz.errors.InputError
+        A filter index out of range, ``steps < 1``, or another invalid argument.
+
+    Examples
+    --------
+    >>> import convviz
+    >>> from convviz import models
+    >>> model = models.small_convnet(compile=False)
+    >>> patterns = convviz.filters(model, "conv2d_1", filters=range(4), verbose=0)
+    >>> patterns.images.shape, patterns.images.dtype
+    ((4, 150, 150, 3), dtype('uint8'))
+    """
+    inspector = Inspector.of(model)
+    info = inspector.find_layer(layer)
+    _check_feature_map(info)
+    steps = _positive_int(steps, "steps")
+    h, w = _size(size, crop)
+    lo, hi = _pixel_range(pixel_range)
+    learning_rate = _non_negative(learning_rate, "learning_rate", strict=True)
+    jitter = _non_negative_int(jitter, "jitter")
+    blur = _non_negative(blur, "blur")
+    tv = _non_negative(tv, "tv")
+    if batch_size is not None:
+        batch_size = _positive_int(batch_size, "batch_size")
+    memory_budget = _positive_int(memory_budget, "memory_budget")
+    entropy = _entropy(seed)
+
+    head, elements = _head(inspector, info, h, w)
+    indices = _filter_indices(filters, head.output.shape[-1], info.name)
+    if batch_size is None:
+        batch_size = chunk_size(elements, len(indices), memory_budget)
+    step = _step(inspector, info.name, head, h, w, jitter > 0, blur > 0, tv > 0)
+    scale = hi - lo
+    extra = [
+        np.float32(learning_rate * scale),
+        np.float32(tv / scale),
+        _gaussian_kernel(blur, inspector.input_shape[-1]),
+    ]
+    shifts = _jitter_shifts(entropy, steps, jitter)
+    eye = np.eye(head.output.shape[-1], dtype=np.float32)
+
+    progbar = keras.utils.Progbar(len(indices), verbose=verbose, unit_name="filter")
+    raw_parts, loss_parts = [], []
+    for start in range(0, len(indices), batch_size):
+        chunk = indices[start : start + batch_size]
+        x = start_images(entropy, chunk, (h, w, inspector.input_shape[-1]), (lo, hi))
+        onehot = eye[chunk]
+        for s in range(steps):
+            x, _, _ = step(x, onehot, shifts[s], *extra)
+        raw = keras.ops.convert_to_numpy(x)
+        raw_parts.append(raw)
+        loss_parts.append(_chapter_loss(head, raw, chunk))
+        progbar.add(len(chunk))
+    raw = np.concatenate(raw_parts)
+    return FilterPatterns(
+        images=deprocess(raw, crop),
+        losses=np.concatenate(loss_parts).astype(np.float32),
+        layer=info.name,
+        filter_indices=indices,
+        raw=raw,
+        seed=entropy,
+    )
+
+
+# -- the math ---------------------------------------------------------------------------
+
+
+def normalize_gradient(grad):
+    """Divide each batch element's gradient by its own L2 norm over all other axes.
+
+    ``grad[i] / ||grad[i]||`` with the norm over (H, W, C): the 2nd edition's (and
+    keras.io's) normalisation of the whole gradient tensor, applied per image so
+    that filters optimised in one batch do not influence each other's step size.
+    An all-zero gradient (a filter that never fires) stays zero.
+
+    Parameters
+    ----------
+    grad : tensor
+        (N, ...) backend tensor or numpy array.
+
+    Returns
+    -------
+    tensor
+        Same shape; every non-zero element ``i`` has unit L2 norm.
+
+    Examples
+    --------
+    >>> import numpy as np, keras
+    >>> g = np.array([[3.0, 4.0], [0.0, 0.5]], "float32")
+    >>> keras.ops.convert_to_numpy(normalize_gradient(g))
+    array([[0.6, 0.8],
+           [0. , 1. ]], dtype=float32)
+    """
+    axes = tuple(range(1, len(grad.shape)))
+    squared = keras.ops.sum(keras.ops.square(grad), axis=axes, keepdims=True)
+    # The floor (tf.math.l2_normalize's epsilon) keeps dead filters at zero, not NaN.
+    return grad * keras.ops.rsqrt(keras.ops.maximum(squared, 1e-12))
+
+
+def start_images(seed: int, indices, shape, pixel_range=(0.0, 255.0)) -> np.ndarray:
+    """The chapter's start images: uniform noise in ``lo + [0.4, 0.6] * (hi - lo)``.
+
+    Image ``k`` comes from its own generator seeded by ``(seed, indices[k])``, so a
+    filter's start does not depend on which other filters share its batch.
+
+    Parameters
+    ----------
+    seed : int
+        Non-negative seed.
+    indices : iterable of int
+        Filter indices, one image each.
+    shape : (height, width, channels)
+    pixel_range : (low, high)
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (len(indices), height, width, channels).
+
+    Examples
+    --------
+    >>> x = start_images(0, [3, 7], (4, 4, 3))
+    >>> x.shape, bool(x.min() >= 102.0 and x.max() <= 153.0)
+    ((2, 4, 4, 3), True)
+    """
+    lo, hi = pixel_range
+    out = np.empty((len(indices), *shape), dtype=np.float32)
+    for k, f in enumerate(indices):
+        # spawn_key, not [seed, f]: SeedSequence treats trailing zeros as absent,
+        # so (seed, 0) would collide with the plain seed.
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0, int(f))))
+        out[k] = lo + rng.uniform(_START_LOW, _START_HIGH, shape) * (hi - lo)
+    return out
+
+
+def deprocess(raw: np.ndarray, crop: int = 25) -> np.ndarray:
+    """The chapter's display transform for filter patterns.
+
+    Per image: standardise over all pixels and channels, ``x * 64 + 128``, clip to
+    [0, 255], convert to uint8, remove ``crop`` pixels from each border. An image with
+    no variation becomes uniform grey (128).
+
+    Parameters
+    ----------
+    raw : numpy.ndarray
+        (N, H, W, C) or (H, W, C) float images.
+    crop : int
+        Border width removed on each side.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8, spatial size reduced by ``2 * crop``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> deprocess(np.random.default_rng(0).random((1, 60, 60, 3)), crop=25).shape
+    (1, 10, 10, 3)
+    """
+    x = np.asarray(raw, dtype=np.float64)
+    single = x.ndim == 3
+    if single:
+        x = x[None]
+    mean = x.mean(axis=(1, 2, 3), keepdims=True)
+    std = x.std(axis=(1, 2, 3), keepdims=True)
+    z = np.divide(x - mean, std, out=np.zeros_like(x), where=std > 0)
+    out = np.clip(z * 64 + 128, 0, 255).astype(np.uint8)
+    if crop:
+        out = out[:, crop:-crop, crop:-crop, :]
+    return out[0] if single else out
+
+
+def chunk_size(
+    elements_per_image: int, n_filters: int, memory_budget: int = DEFAULT_MEMORY_BUDGET
+) -> int:
+    """How many filters to optimise together.
+
+    Rule: the backward pass keeps every layer output up to the target layer, and
+    produces a gradient of the same size, so one image costs about
+    ``8 bytes * elements_per_image`` (float32 activation + gradient), where
+    ``elements_per_image`` sums the sizes of all layer outputs of the truncated model
+    for one image. The chunk is ``memory_budget`` divided by that, at least 1, at most
+    ``n_filters``; then the chunks are evened out (64 filters with room for 12 run as
+    6 chunks of 11, 11, 11, 11, 11, 9) so no chunk is needlessly small.
+
+    Examples
+    --------
+    >>> chunk_size(1_000_000, 64, memory_budget=96_000_000)
+    11
+    """
+    fit = max(1, int(memory_budget) // max(1, _BYTES_PER_ELEMENT * int(elements_per_image)))
+    fit = min(fit, n_filters)
+    n_chunks = -(-n_filters // fit)
+    return -(-n_filters // n_chunks)
+
+
+# -- building blocks --------------------------------------------------------------------
+
+
+def _head(inspector: Inspector, info: LayerInfo, h: int, w: int):
+    """The model up to ``info`` on an (h, w) input, and its activation elements per image."""
+
+    def build():
+        features = inspector.feature_model([info.name])
+        image = keras.Input(shape=(h, w, inspector.input_shape[-1]), name="convviz_filter_input")
+        try:
+            flat = _layers.trace(features, image)
+        except ValueError as err:
+            raise InputError(
+                f"Cannot run the model up to layer {info.name!r} on a {h}x{w} image: "
+                f"{_reason(err)} Pass a larger size=, or the model's own input size "
+                f"{inspector.input_shape[:2]} if a layer before {info.name!r} needs it."
+            ) from err
+        output = keras.tree.flatten(flat.outputs)[0]
+        if len(output.shape) != 4 or min(output.shape[1:3]) < 1:
+            raise InputError(
+                f"size=({h}, {w}) leaves layer {info.name!r} with an output of shape "
+                f"{tuple(output.shape)}; pass a larger size=."
+            )
+        head = _layers.flat_model(image, output, flat.taps, "convviz_filter_head")
+        elements = h * w * inspector.input_shape[-1]
+        for tap in flat.taps:
+            for t in keras.tree.flatten(tap.output):
+                elements += math.prod(d or 1 for d in t.shape[1:])
+        return head, elements
+
+    return inspector.cached(("filters_head", info.name, h, w), build)
+
+
+def _reason(err: Exception) -> str:
+    """The informative line of a Keras layer error, without its colour codes."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(err).splitlines()]
+    useful = [
+        line
+        for line in lines
+        if line and not line.startswith(("Exception encountered", "Arguments received", "\u2022"))
+    ]
+    return (useful[0] if useful else type(err).__name__).rstrip(".") + "."
+
+
+def _loss_window(shape):
+    """Slices of the feature map the chapter's loss averages: a 2-pixel border off.
+
+    Maps too small to lose the border (4 pixels or fewer on an axis) keep it.
+    """
+    h, w = shape[1], shape[2]
+    bh = _LOSS_BORDER if h > 2 * _LOSS_BORDER else 0
+    bw = _LOSS_BORDER if w > 2 * _LOSS_BORDER else 0
+    return slice(bh, h - bh), slice(bw, w - bw)
+
+
+def _step(inspector, key, head, h, w, use_jitter, use_blur, use_tv):
+    """The compiled step ``(x, onehot, shift, rate, tv_weight, kernel) -> (x, value, losses)``."""
+    rows, cols = _loss_window(head.output.shape)
+    ops = keras.ops
+
+    def transform(x, onehot, shift, rate, tv_weight, kernel):
+        if not use_jitter:
+            return x
+        # A roll written as a gather: works with a traced shift on every backend.
+        x = ops.take(x, ops.mod(ops.arange(h) - shift[0], h), axis=1)
+        return ops.take(x, ops.mod(ops.arange(w) - shift[1], w), axis=2)
+
+    def objective(act, x, onehot, shift, rate, tv_weight, kernel):
+        # One filter per image: the chapter's loss for image i is the mean of its own
+        # channel f_i; summing over the batch keeps the images' gradients separate.
+        # Picking the channel first (a one-hot contraction) keeps the crop and the mean,
+        # and their gradients, on (N, H, W) maps instead of the full activation.
+        own = ops.einsum("bhwc,bc->bhw", act, onehot)
+        per_filter = ops.mean(own[:, rows, cols], axis=(1, 2))
+        total = ops.sum(per_filter)
+        if use_tv:
+            total = total - tv_weight * ops.sum(_total_variation(x))
+        return total, per_filter
+
+    def update(x, grad, onehot, shift, rate, tv_weight, kernel):
+        x = x + rate * normalize_gradient(grad)
+        return _blur(x, kernel) if use_blur else x
+
+    return inspector.cached(
+        ("filters_step", key, h, w, use_jitter, use_blur, use_tv),
+        lambda: ascent_step(head, objective, update, transform),
+    )
+
+
+def _total_variation(x):
+    """Per image: mean |horizontal difference| + mean |vertical difference|."""
+    ops = keras.ops
+    dy = ops.mean(ops.abs(x[:, 1:, :, :] - x[:, :-1, :, :]), axis=(1, 2, 3))
+    dx = ops.mean(ops.abs(x[:, :, 1:, :] - x[:, :, :-1, :]), axis=(1, 2, 3))
+    return dx + dy
+
+
+def _gaussian_kernel(sigma: float, channels: int) -> np.ndarray:
+    """A (k, k, channels, 1) depthwise Gaussian kernel; a 1x1 identity for sigma 0."""
+    if sigma <= 0:
+        return np.ones((1, 1, channels, 1), dtype=np.float32)
+    radius = max(1, math.ceil(2 * sigma))
+    t = np.arange(-radius, radius + 1, dtype=np.float64)
+    g = np.exp(-0.5 * (t / sigma) ** 2)
+    g /= g.sum()
+    k = np.outer(g, g).astype(np.float32)
+    return np.repeat(k[:, :, None, None], channels, axis=2)
+
+
+def _blur(x, kernel):
+    r = (kernel.shape[0] - 1) // 2
+    # Reflected borders: zero padding would darken the edges a little at every step.
+    padded = keras.ops.pad(x, [[0, 0], [r, r], [r, r], [0, 0]], mode="reflect")
+    return keras.ops.depthwise_conv(padded, kernel, strides=1, padding="valid")
+
+
+def _jitter_shifts(seed: int, steps: int, jitter: int) -> np.ndarray:
+    if jitter == 0:
+        return np.zeros((steps, 2), dtype=np.int32)
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
+    return rng.integers(-jitter, jitter + 1, size=(steps, 2)).astype(np.int32)
+
+
+def _chapter_loss(head: keras.Model, raw: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """The chapter's loss per image on its own filter, from a plain forward pass."""
+    act = np.asarray(keras.tree.flatten(head.predict_on_batch(raw))[0])
+    rows, cols = _loss_window(act.shape)
+    return act[np.arange(len(indices)), rows, cols, indices].mean(axis=(1, 2))
+
+
+# -- argument checks --------------------------------------------------------------------
+
+
+def _check_feature_map(info: LayerInfo) -> None:
+    if len(info.output_shape) != 4 or info.output_shape[-1] is None:
+        shape = info.output_shape or "several outputs"
+        raise ModelStructureError(
+            f"Layer {info.name!r} ({type(info.layer).__name__}) outputs {shape}; filter "
+            "visualization needs a (batch, height, width, channels) feature map. Pick a "
+            "convolution layer (convviz.Inspector(model).feature_layers() lists them)."
+        )
+
+
+def _filter_indices(filters, n: int, layer: str) -> np.ndarray:
+    if filters is None:
+        chosen = list(range(n))
+    elif isinstance(filters, slice):
+        chosen = list(range(n)[filters])
+    elif isinstance(filters, (bool, np.bool_)):
+        raise InputError(f"filters={filters!r}: give filter indices (int, slice, range or list).")
+    elif isinstance(filters, (int, np.integer)):
+        chosen = [filters]
+    elif isinstance(filters, Iterable) and not isinstance(filters, (str, bytes)):
+        chosen = list(np.ravel(filters)) if isinstance(filters, np.ndarray) else list(filters)
+    else:
+        raise InputError(
+            f"filters={filters!r}: give None (all), an int, a slice, a range or a list of ints."
+        )
+    for f in chosen:
+        if isinstance(f, (bool, np.bool_)) or not isinstance(f, (int, np.integer)):
+            raise InputError(f"Filter indices must be integers; got {f!r}.")
+        if not 0 <= f < n:
+            raise InputError(
+                f"Filter index {int(f)} is out of range: layer {layer!r} has {n} filters "
+                f"(indices 0 to {n - 1})."
+            )
+    if not chosen:
+        raise InputError(f"filters={filters!r} selects no filter of layer {layer!r} ({n} filters).")
+    return np.asarray(chosen, dtype=np.int64)
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InputError(f"{name} must be a positive integer; got {value!r}.")
+    return int(value)
+
+
+def _non_negative_int(value, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise InputError(f"{name} must be a non-negative integer (0 turns it off); got {value!r}.")
+    return int(value)
+
+
+def _non_negative(value, name: str, strict: bool = False) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = math.nan
+    if not math.isfinite(v) or v < 0 or (strict and v == 0):
+        bound = "positive" if strict else "non-negative (0 turns it off)"
+        raise InputError(f"{name} must be a finite {bound} number; got {value!r}.")
+    return v
+
+
+def _size(size, crop) -> tuple[int, int]:
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        size = (size, size)
+    try:
+        h, w = (int(s) for s in size)
+        ok = all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in size)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or h < 1 or w < 1:
+        raise InputError(f"size must be (height, width) in pixels; got {size!r}.")
+    crop = _non_negative_int(crop, "crop")
+    if 2 * crop >= min(h, w):
+        raise InputError(f"crop={crop} removes the whole {h}x{w} image; use a smaller crop.")
+    return h, w
+
+
+def _pixel_range(pixel_range) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in pixel_range)
+    except (TypeError, ValueError):
+        lo = hi = math.nan
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise InputError(
+            f"pixel_range must be (low, high) with low < high, e.g. (0, 255) or (-1, 1); "
+            f"got {pixel_range!r}."
+        )
+    return lo, hi
+
+
+def _entropy(seed) -> int:
+    if seed is None:
+        return int(np.random.SeedSequence().entropy)
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"seed must be a non-negative integer or None; got {seed!r}.")
+    return int(seed)
+
+
+# -- figure -----------------------------------------------------------------------------
+
+
+def filter_grid(images, columns: int | None = None, margin: int = 5) -> np.ndarray:
+    """Tile patterns into one image, the chapter's way: black ``margin``-pixel gaps.
+
+    Parameters
+    ----------
+    images : FilterPatterns or numpy.ndarray
+        A result of :func:`filters` or (N, H, W, C) uint8 images.
+    columns : int, optional
+        Images per row. Default: ``ceil(sqrt(N))`` (8 for the chapter's 64 filters).
+    margin : int
+        Gap between tiles in pixels (the chapter: 5).
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 (rows * H + (rows - 1) * margin, columns * W + (columns - 1) * margin, C).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> filter_grid(np.zeros((64, 150, 150, 3), "uint8")).shape
+    (1235, 1235, 3)
+    """
+    if isinstance(images, FilterPatterns):
+        images = images.images
+    images = np.asarray(images)
+    if images.ndim != 4 or len(images) == 0:
+        raise InputError(f"Expected (N, H, W, C) images with N >= 1; got shape {images.shape}.")
+    n, h, w, c = images.shape
+    columns = math.ceil(math.sqrt(n)) if columns is None else _positive_int(columns, "columns")
+    columns = min(columns, n)
+    margin = _non_negative_int(margin, "margin")
+    rows = -(-n // columns)
+    shape = (rows * h + (rows - 1) * margin, columns * w + (columns - 1) * margin, c)
+    grid = np.zeros(shape, images.dtype)
+    for k in range(n):
+        r, col = divmod(k, columns)
+        y, x = r * (h + margin), col * (w + margin)
+        grid[y : y + h, x : x + w] = images[k]
+    return grid
+
+
+def plot_filters(
+    patterns,
+    *,
+    columns: int | None = None,
+    margin: int = 5,
+    width: float = 8.0,
+    title: str | None = None,
+    save=None,
+):
+    """The chapter's filter figure: patterns in a grid (8 x 8 for 64 filters).
+
+    Parameters
+    ----------
+    patterns : FilterPatterns or numpy.ndarray
+        A result of :func:`filters` or (N, H, W, C) uint8 images.
+    columns : int, optional
+        Patterns per row; default ``ceil(sqrt(N))``.
+    margin : int
+        Black gap between patterns in pixels (the chapter: 5).
+    width : float
+        Figure width in inches; the height follows the grid.
+    title : str, optional
+        Default: the layer name when ``patterns`` is a FilterPatterns.
+    save : path, optional
+        Also write the figure there (PNG, PDF, SVG... by extension).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fig = plot_filters(np.zeros((10, 20, 20, 3), "uint8"))
+    >>> len(fig.axes)
+    1
+    """
+    from matplotlib.figure import Figure
+
+    from convviz.plot import _save
+
+    if title is None and isinstance(patterns, FilterPatterns):
+        title = f"{patterns.layer}: filters {_describe_indices(patterns.filter_indices)}"
+    grid = filter_grid(patterns, columns=columns, margin=margin)
+    title_in = 0.35 if title else 0.0
+    height = width * grid.shape[0] / grid.shape[1] + title_in
+    fig = Figure(figsize=(width, height), layout="constrained")
+    ax = fig.subplots()
+    if grid.shape[-1] == 1:
+        ax.imshow(grid[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    else:
+        ax.imshow(grid, interpolation="nearest")
+    if title:
+        ax.set_title(title, loc="left", fontsize=10)
+    ax.set_axis_off()
+    return _save(fig, save)
+
+
+def _describe_indices(indices) -> str:
+    indices = [int(i) for i in indices]
+    if indices == list(range(indices[0], indices[0] + len(indices))):
+        return f"{indices[0]}-{indices[-1]}" if len(indices) > 1 else str(indices[0])
+    shown = ", ".join(map(str, indices[:8]))
+    return shown + (", ..." if len(indices) > 8 else "")
