@@ -45,7 +45,8 @@ def lint(session):
 def bench(session, backend):
     """Benchmarks on one backend (pass --quick after -- for a short run)."""
     session.install("-e", f".[{backend},test]")
-    session.run(
-        "python", "benchmarks/activations.py", *session.posargs,
-        env={"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"},
-    )
+    for script in ("activations", "gradcam", "filters"):
+        session.run(
+            "python", f"benchmarks/{script}.py", *session.posargs,
+            env={"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"},
+        )

@@ -303,7 +303,8 @@ def sparsity(tables, labels=None, *, width: float = 8.0, height: float = 4.5, sa
 def filters(patterns, **kwargs) -> Figure:
     """The chapter's grid of filter patterns (8 x 8, 5 px margins): the result of
     :func:`convviz.filters` or a (N, H, W, 3) uint8 array. Keyword arguments as
-    :func:`convviz.filters.plot_filters` (``columns``, ``margin``, ``title``, ``save``...)."""
+    ``plot_filters`` in the ``convviz.filters`` module: ``columns``, ``margin``,
+    ``width``, ``title``, ``save``."""
     from convviz.filters import plot_filters  # filters.py builds on this module
 
     return plot_filters(patterns, **kwargs)
