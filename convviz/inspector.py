@@ -233,8 +233,12 @@ class Inspector:
         returns scores before that function, else ``None``."""
         if not logits:
             return None
-        head = _layers.logits_replacement(self._flat)
-        return head[2] if head else None
+
+        def build():  # cached: logits_replacement builds a wrapper layer each time
+            head = _layers.logits_replacement(self._flat)
+            return head[2] if head else None
+
+        return self.cached(("output-activation",), build)
 
     def gradcam(self, images, class_index=None, layer=None, *, logits: bool = True, batch_size: int = 16):
         """Grad-CAM with classes and predictions: a :class:`convviz.gradcam.GradCAMResult`.
