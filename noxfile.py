@@ -1,4 +1,4 @@
-"""Sessions: `nox -s lint tests` is what CI runs (tests = one session per Keras backend)."""
+"""Sessions: `nox -s lint tests docs` is what CI runs (tests = one session per Keras backend)."""
 
 import nox
 
@@ -30,6 +30,17 @@ def tests(session, backend):
     session.run(
         "python", "-m", "pytest", "-q", "-ra", *session.posargs,
         env={"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"},
+    )
+
+
+@nox.session
+def docs(session):
+    """Build the Sphinx site (tutorials executed) with warnings as errors."""
+    session.install("-e", ".[tensorflow,lite0,docs]")
+    session.run(
+        "sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html",
+        *session.posargs,
+        env={"KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"},
     )
 
 
