@@ -11,6 +11,7 @@ activation sparsity, on the TensorFlow, JAX and PyTorch backends.
 from convviz import data, errors, models, plot, training
 from convviz.activations import activations
 from convviz.filters import filters
+from convviz.gallery import gallery
 from convviz.gradcam import gradcam
 from convviz.inspector import Inspector, LayerInfo
 from convviz.sparsity import sparsity
@@ -18,6 +19,6 @@ from convviz.sparsity import sparsity
 __version__ = "0.1.0"
 
 __all__ = [
-    "Inspector", "LayerInfo", "activations", "data", "errors", "filters", "gradcam", "models", "plot", "sparsity",
+    "Inspector", "LayerInfo", "activations", "data", "errors", "filters", "gallery", "gradcam", "models", "plot", "sparsity",
     "training",
 ]

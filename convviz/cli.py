@@ -51,6 +51,24 @@ def _demo(args) -> int:
     return 0
 
 
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _gallery(args) -> int:
+    """Every figure for a model and some images, with an index.html."""
+    import convviz
+
+    result = convviz.gallery(
+        args.model, args.images, args.out,
+        kinds=_names(args.kinds), layers=_names(args.layers), filter_layers=_names(args.filter_layers),
+        filters=args.filters, filter_steps=args.filter_steps, max_channels=args.max_channels,
+        class_names=_names(args.class_names), overwrite=args.overwrite, verbose=not args.quiet,
+    )
+    print(result.index)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="convviz",
@@ -72,12 +90,68 @@ def build_parser() -> argparse.ArgumentParser:
         help="dataset folder (default: $CONVVIZ_DATA or the Keras cache's datasets/convviz_shapes)",
     )
     demo.set_defaults(func=_demo)
+
+    from convviz.gallery import BUILTIN_MODELS, KINDS
+
+    builtins = "; ".join(f"{name}: {what}" for name, what in BUILTIN_MODELS.items())
+    gallery = sub.add_parser(
+        "gallery",
+        help="write every figure for a model and images, with an index.html",
+        description="Render activation grids per layer and image, filter patterns for a few "
+        "layers, a Grad-CAM overlay per image and the sparsity curve into OUT as PNG files, "
+        "with an index.html that shows them with captions (layer names and shapes, predicted "
+        "classes and probabilities). OUT is written atomically: on any error nothing is left "
+        "behind.",
+        epilog=f"Built-in models: {builtins}. Example: convviz gallery efficientnet_lite0 "
+        "skimage:chelsea skimage:coffee --out lite0_gallery",
+    )
+    gallery.add_argument("model", metavar="MODEL", help="a .keras file or a built-in model name (below)")
+    gallery.add_argument(
+        "images", metavar="IMAGE", nargs="+",
+        help="image files, or skimage:NAME for a photo shipped with scikit-image (skimage:chelsea)",
+    )
+    gallery.add_argument("--out", required=True, metavar="DIR", help="output folder; must be empty or absent")
+    gallery.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    gallery.add_argument(
+        "--kinds", default=None, metavar="LIST",
+        help=f"comma-separated figure kinds (default: all of {','.join(KINDS)})",
+    )
+    gallery.add_argument(
+        "--layers", default=None, metavar="LIST",
+        help="comma-separated layers for activation grids and sparsity (default: conv and "
+        "pooling layers, at most 8 evenly spaced)",
+    )
+    gallery.add_argument(
+        "--filter-layers", default=None, metavar="LIST",
+        help="comma-separated layers to draw filter patterns for (default: first, middle and last conv)",
+    )
+    gallery.add_argument("--filters", type=int, default=16, metavar="N", help="filters per layer (default: %(default)s)")
+    gallery.add_argument(
+        "--filter-steps", type=int, default=30, metavar="N", help="gradient-ascent steps (default: %(default)s)"
+    )
+    gallery.add_argument(
+        "--max-channels", type=int, default=64, metavar="N",
+        help="channels per activation grid (default: %(default)s)",
+    )
+    gallery.add_argument(
+        "--class-names", default=None, metavar="LIST",
+        help="comma-separated class names for captions (two for a sigmoid unit: negative,positive)",
+    )
+    gallery.add_argument("--quiet", action="store_true", help="no progress output")
+    gallery.set_defaults(func=_gallery)
     return parser
 
 
 def main(argv=None) -> int:
+    """Run the command line; returns the exit status (2 for a usage or input error)."""
+    from convviz.errors import ConvvizError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ConvvizError as err:
+        print(f"convviz {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

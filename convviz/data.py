@@ -20,7 +20,6 @@ import math
 import os
 import pathlib
 import shutil
-import tempfile
 import zlib
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -28,6 +27,7 @@ from typing import NamedTuple
 import keras
 import numpy as np
 
+from convviz._files import build_atomically, refuse_existing
 from convviz.errors import InputError
 
 __all__ = [
@@ -57,46 +57,6 @@ CHAPTER_SUBSETS = {
     "test": range(1500, 2500),
 }
 _KAGGLE_CATEGORIES = ("cat", "dog")
-
-
-# --------------------------------------------------------------------------- #
-# Writing a directory all at once
-# --------------------------------------------------------------------------- #
-
-
-def _refuse_existing(target: pathlib.Path, overwrite: bool, what: str) -> None:
-    if target.exists() and not overwrite:
-        raise InputError(
-            f"{target} already exists; refusing to overwrite it. Pass overwrite=True to "
-            f"replace it, or choose another directory for {what}."
-        )
-    if target.exists() and not target.is_dir():
-        raise InputError(f"{target} exists and is not a directory.")
-
-
-def _build_atomically(target: pathlib.Path, build) -> pathlib.Path:
-    """Run ``build(tmp_dir)`` in a sibling temp dir, then rename it to ``target``.
-
-    A crash or an error leaves no half-written ``target`` behind: readers see either
-    the old directory or the complete new one.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # A sibling, not the system temp dir, so the final rename stays on one filesystem.
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        tmp.chmod(0o755)  # mkdtemp's private 0o700 would stick to the final folder
-        build(tmp)
-        if target.exists():
-            old = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.replace(target, old / "data")
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 # --------------------------------------------------------------------------- #
@@ -161,7 +121,7 @@ def make_subsets(original_dir, new_base_dir, overwrite: bool = False) -> pathlib
             "dog.2499.jpg. Without Kaggle access, make_offline_dataset() builds a stand-in "
             "in the same layout."
         )
-    _refuse_existing(new_base_dir, overwrite, "the subsets")
+    refuse_existing(new_base_dir, overwrite, "the subsets")
 
     def build(tmp: pathlib.Path) -> None:
         for split in CHAPTER_SUBSETS:
@@ -170,7 +130,7 @@ def make_subsets(original_dir, new_base_dir, overwrite: bool = False) -> pathlib
         for split, category, name in plan:
             shutil.copyfile(original_dir / name, tmp / split / category / name)
 
-    return _build_atomically(new_base_dir, build)
+    return build_atomically(new_base_dir, build)
 
 
 class Datasets(NamedTuple):
@@ -681,7 +641,7 @@ def make_offline_dataset(
 
     _check_dataset_args(n_train, n_val, n_test, image_size, classes, image_format)
     base_dir = pathlib.Path(base_dir)
-    _refuse_existing(base_dir, overwrite, "the dataset")
+    refuse_existing(base_dir, overwrite, "the dataset")
     image_size = (int(image_size[0]), int(image_size[1]))
     params = _dataset_params(n_train, n_val, n_test, image_size, seed, classes, image_format)
     counts = {"train": n_train, "validation": n_val, "test": n_test}
@@ -711,7 +671,7 @@ def make_offline_dataset(
             )
         _write_json(tmp / _MANIFEST, params)
 
-    return _build_atomically(base_dir, build)
+    return build_atomically(base_dir, build)
 
 
 def _dataset_params(n_train, n_val, n_test, image_size, seed, classes, image_format) -> dict:

@@ -19,3 +19,77 @@ def test_demo_writes_model_curves_and_figures(tmp_path, monkeypatch):
     written = {p.name for p in (tmp_path / "out").iterdir()}
     assert {"small_convnet.keras", "history.png", "activations_chelsea.png", "gradcam.png",
             "sparsity.png", "sparsity.csv"} <= written
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["gallery", "--help"])
+    out = capsys.readouterr().out
+    for word in ("MODEL", "IMAGE", "--out", "--overwrite", "--kinds", "efficientnet_lite0", "skimage:chelsea"):
+        assert word in out
+
+
+@pytest.fixture
+def saved_model(tmp_path):
+    from test_gallery import tiny_model
+
+    path = tmp_path / "tiny.keras"
+    tiny_model().save(path)
+    return str(path)
+
+
+@pytest.fixture
+def two_images(tmp_path):
+    from test_gallery import write_images
+
+    return write_images(tmp_path / "images", 2)
+
+
+FAST = ["--filters", "2", "--filter-steps", "2", "--quiet"]
+
+
+def test_gallery_for_a_saved_model_and_two_images(tmp_path, saved_model, two_images, capsys):
+    out = tmp_path / "out"
+    assert cli.main(["gallery", saved_model, *two_images, "--out", str(out), *FAST]) == 0
+    assert capsys.readouterr().out.strip() == str(out / "index.html")
+    page = (out / "index.html").read_text()
+    for name in ("photo0", "photo1", "conv_a", "conv_b"):
+        assert name in page
+    assert len(list((out / "gradcam").glob("*.png"))) == 2
+    assert (out / "sparsity.png").exists() and len(list((out / "filters").glob("*.png"))) == 2
+
+
+def _fails_cleanly(argv, capsys, message):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("convviz gallery: error:") and message in err
+
+
+def test_bad_model_path(tmp_path, two_images, capsys):
+    out = tmp_path / "out"
+    _fails_cleanly(["gallery", str(tmp_path / "nope.keras"), *two_images, "--out", str(out)], capsys, "nope.keras")
+    assert not out.exists()
+
+
+def test_unreadable_image(tmp_path, saved_model, two_images, capsys):
+    out = tmp_path / "out"
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not really a jpeg")
+    _fails_cleanly(["gallery", saved_model, two_images[0], str(broken), "--out", str(out)], capsys, "broken.jpg")
+    assert not out.exists()
+
+
+def test_existing_non_empty_out_dir(tmp_path, saved_model, two_images, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    _fails_cleanly(["gallery", saved_model, *two_images, "--out", str(out), *FAST], capsys, "--overwrite")
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert cli.main(["gallery", saved_model, *two_images, "--out", str(out), "--overwrite", "--kinds", "gradcam", "--quiet"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["gallery.json", "gradcam", "index.html"]
+
+
+def test_unknown_kind_and_bad_number(tmp_path, saved_model, two_images, capsys):
+    _fails_cleanly(["gallery", saved_model, *two_images, "--out", str(tmp_path / "o"), "--kinds", "heat"], capsys, "heat")
+    _fails_cleanly(["gallery", saved_model, *two_images, "--out", str(tmp_path / "o"), "--filters", "0"], capsys, "filters")
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,618 @@
+"""Figure galleries: every convviz figure for a model and a few images, in one folder.
+
+:func:`gallery` writes PNG figures (activation grids per layer and image, filter
+patterns per layer, a Grad-CAM overlay per image, the sparsity curve) and an
+``index.html`` that shows them with captions. The ``convviz gallery`` command and
+the Sphinx directive (:mod:`convviz.sphinxext`) are thin layers over it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import json
+import os
+import pathlib
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import keras
+import numpy as np
+
+from convviz import plot
+from convviz._files import build_atomically
+from convviz.errors import InputError, closest
+from convviz.inspector import Inspector
+
+__all__ = [
+    "BUILTIN_MODELS", "KINDS", "Gallery", "GalleryFigure", "builtin_model", "gallery", "load_images",
+    "open_model",
+]
+
+KINDS = ("activations", "filters", "gradcam", "sparsity")
+"""The figure kinds a gallery can hold, in the order they appear."""
+
+BUILTIN_MODELS = {
+    "efficientnet_lite0": "EfficientNet-Lite0 with ImageNet weights (offline, needs convviz[lite0])",
+    "small_convnet": "the chapter's small convnet, untrained (random weights), 180x180",
+    "mnist_convnet": "the chapter's MNIST convnet, untrained (random weights), 28x28 grayscale",
+}
+"""Model names ``gallery``, the CLI and the Sphinx directive accept instead of a file."""
+
+
+@dataclass
+class GalleryFigure:
+    """One figure of a gallery.
+
+    Attributes
+    ----------
+    kind : str
+        One of :data:`KINDS`.
+    file : str
+        Path of the PNG relative to the gallery folder.
+    title : str
+        Short heading (a layer or image name).
+    caption : str
+        What the figure shows: layer, shape, predicted class and probability...
+    group : str
+        Sub-heading the figure is shown under (the image, for activation grids).
+    """
+
+    kind: str
+    file: str
+    title: str
+    caption: str
+    group: str = ""
+
+
+@dataclass
+class Gallery:
+    """What :func:`gallery` wrote.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The gallery folder.
+    model : str
+        The model's name.
+    figures : list of GalleryFigure
+        In page order.
+    info : dict
+        Model facts shown on the page (parameters, input shape, backend...).
+    """
+
+    path: pathlib.Path
+    model: str
+    figures: list[GalleryFigure] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+
+    @property
+    def index(self) -> pathlib.Path:
+        """The gallery's ``index.html``."""
+        return self.path / "index.html"
+
+    def files(self, kind: str | None = None) -> list[pathlib.Path]:
+        """Absolute paths of the figures, optionally of one kind."""
+        return [self.path / f.file for f in self.figures if kind is None or f.kind == kind]
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{k}={len(self.files(k))}" for k in KINDS if self.files(k))
+        return f"Gallery({str(self.path)!r}, model={self.model!r}, {counts})"
+
+
+# --------------------------------------------------------------------------- #
+# Models and images by name (shared with the CLI and the Sphinx directive)
+# --------------------------------------------------------------------------- #
+
+
+def builtin_model(name: str):
+    """Build one of :data:`BUILTIN_MODELS`.
+
+    Returns
+    -------
+    model : keras.Model
+    preprocess : callable or None
+        Per-image transform the model expects before resizing (EfficientNet-Lite0:
+        the ImageNet evaluation crop), or None.
+    class_names : list of str or None
+    """
+    if name == "efficientnet_lite0":
+        from convviz import efficientnet, imagenet
+
+        return efficientnet.efficientnet_lite0(), efficientnet.eval_transform, imagenet.class_names()
+    from convviz import models
+
+    if name == "small_convnet":
+        keras.utils.set_random_seed(0)
+        return models.small_convnet(), None, None
+    if name == "mnist_convnet":
+        keras.utils.set_random_seed(0)
+        return models.mnist_convnet(), None, [str(d) for d in range(10)]
+    hint = closest(name, BUILTIN_MODELS)
+    raise InputError(
+        f"Unknown model {name!r}: pass a .keras file or one of {', '.join(BUILTIN_MODELS)}"
+        + (f" (did you mean {hint[0]!r}?)" if hint else "") + "."
+    )
+
+
+def open_model(spec):
+    """A model given as a ``keras.Model``, a ``.keras`` path or a built-in name.
+
+    Returns ``(model, preprocess, class_names)`` as :func:`builtin_model` does
+    (``preprocess`` and ``class_names`` are None for files and model objects).
+    """
+    if isinstance(spec, keras.Model):
+        return spec, None, None
+    if not isinstance(spec, (str, os.PathLike)):
+        raise InputError(f"Expected a keras.Model, a .keras path or a built-in model name, got {type(spec).__name__}.")
+    text = os.fspath(spec)
+    looks_like_path = os.sep in text or text.endswith((".keras", ".h5")) or os.path.exists(text)
+    if text in BUILTIN_MODELS and not os.path.exists(text):
+        return builtin_model(text)
+    if not looks_like_path:
+        return builtin_model(text)
+    from convviz.inspector import load_model
+
+    return load_model(text), None, None
+
+
+def load_images(specs: Sequence) -> tuple[list[np.ndarray], list[str]]:
+    """Read images given as paths, arrays or ``skimage:NAME`` (a photo shipped in
+    scikit-image, e.g. ``skimage:chelsea``), with a display name for each.
+
+    Every image is read before anything is written, so a bad one fails early.
+
+    Examples
+    --------
+    >>> images, names = load_images(["skimage:chelsea"])
+    >>> images[0].shape, names
+    ((300, 451, 3), ['chelsea'])
+    """
+    from convviz._inputs import to_batch
+
+    if isinstance(specs, (str, os.PathLike, np.ndarray)):
+        specs = [specs]
+    images, names = [], []
+    for i, spec in enumerate(specs):
+        if isinstance(spec, str) and spec.startswith("skimage:"):
+            images.append(_skimage_photo(spec[len("skimage:"):]))
+            names.append(spec[len("skimage:"):])
+        elif isinstance(spec, (str, os.PathLike)):
+            # to_batch reads the file now and says which one is unreadable.
+            images.append(np.asarray(to_batch(spec)[0]))
+            names.append(pathlib.Path(spec).stem)
+        else:
+            images.append(np.asarray(to_batch(spec)[0]))
+            names.append(f"image {i + 1}")
+    if not images:
+        raise InputError("A gallery needs at least one image.")
+    return images, _unique(names)
+
+
+def _skimage_photo(name: str) -> np.ndarray:
+    import skimage.data
+
+    photos = [n for n in getattr(skimage.data, "__all__", []) if not n.startswith(("download", "lbp", "load"))]
+    loader = getattr(skimage.data, name, None) if name in photos else None
+    if loader is None:
+        hint = closest(name, photos)
+        raise InputError(
+            f"scikit-image ships no photo named {name!r}"
+            + (f"; did you mean {', '.join(hint)}?" if hint else ".")
+        )
+    return np.asarray(loader())
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n} ({seen[n]})")
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# The gallery
+# --------------------------------------------------------------------------- #
+
+
+def gallery(
+    model,
+    images,
+    out_dir,
+    *,
+    kinds: Sequence[str] = KINDS,
+    layers=None,
+    filter_layers=None,
+    filters: int = 16,
+    filter_steps: int = 30,
+    max_channels: int = 64,
+    class_names: Sequence[str] | None = None,
+    image_names: Sequence[str] | None = None,
+    sparsity_data=None,
+    overwrite: bool = False,
+    verbose: bool = True,
+) -> Gallery:
+    """Write every convviz figure for ``model`` and ``images`` into ``out_dir``.
+
+    The folder gets ``activations/``, ``filters/``, ``gradcam/`` PNGs, ``sparsity.png``
+    and ``sparsity.csv``, a ``gallery.json`` manifest and an ``index.html`` that shows
+    the figures with captions (layer names and shapes, predicted classes and
+    probabilities). It is written in a temporary sibling folder and renamed when
+    complete, so a failure leaves nothing half-written.
+
+    Parameters
+    ----------
+    model : keras.Model, path or str
+        A built model, a ``.keras`` file, or a name from :data:`BUILTIN_MODELS`
+        (``"efficientnet_lite0"``: real ImageNet weights, offline).
+    images : image or list of images
+        Paths, arrays, PIL images, or ``"skimage:NAME"`` for a photo shipped with
+        scikit-image (``"skimage:chelsea"``). They are resized to the model's input.
+    out_dir : path
+        Created; if it exists it must be empty unless ``overwrite=True``.
+    kinds : sequence of str
+        Which figure kinds, from :data:`KINDS`.
+    layers : list of str, optional
+        Layers for activation grids and the sparsity curve. Default: the conv and
+        pooling layers, thinned to 8 evenly spaced ones for deep models.
+    filter_layers : list of str, optional
+        Layers whose filter patterns are drawn. Default: the first, middle and last
+        convolution layers.
+    filters : int
+        Filters drawn per layer (the first ``filters`` channels).
+    filter_steps : int
+        Gradient-ascent steps per pattern.
+    max_channels : int
+        Channels drawn per activation grid (the first ones).
+    class_names : sequence of str, optional
+        Output class names, for captions. For a single sigmoid unit give two names
+        (negative, positive). Built-in ImageNet models name their classes already.
+    image_names : sequence of str, optional
+        Captions for the images (default: file stems).
+    sparsity_data : optional
+        Data for the sparsity curve (anything :func:`convviz.sparsity` streams);
+        default: the gallery's images.
+    overwrite : bool
+        Replace an existing non-empty ``out_dir``.
+    verbose : bool
+        Print progress to standard error.
+
+    Returns
+    -------
+    Gallery
+
+    Raises
+    ------
+    InputError
+        ``out_dir`` is not empty (without ``overwrite``), an image cannot be read, an
+        unknown kind or model name.
+
+    Examples
+    --------
+    >>> import keras, convviz
+    >>> model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
+    ...     keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2, activation="softmax")])
+    >>> g = convviz.gallery(model, ["skimage:chelsea"], "cat_gallery", verbose=False)  # doctest: +SKIP
+    >>> g.index  # doctest: +SKIP
+    PosixPath('cat_gallery/index.html')
+    """
+    kinds = _check_kinds(kinds)
+    target = _check_out_dir(out_dir, overwrite)
+    net, preprocess, builtin_names = open_model(model)
+    if class_names is None:
+        class_names = builtin_names
+    raw, names = load_images(images)
+    if image_names is not None:
+        if len(image_names) != len(raw):
+            raise InputError(f"{len(raw)} images but {len(image_names)} image_names.")
+        names = _unique([str(n) for n in image_names])
+    if preprocess is not None:
+        raw = [preprocess(im) for im in raw]
+    inspector = Inspector.of(net)
+    batch = inspector.prepare(_same_size(raw, inspector))
+    _check_positive(filters, "filters")
+    _check_positive(filter_steps, "filter_steps")
+    _check_positive(max_channels, "max_channels")
+    act_layers = _default_layers(inspector) if layers is None else inspector.select_layers(layers)
+    if "filters" in kinds:
+        conv_layers = _default_filter_layers(inspector) if filter_layers is None else inspector.select_layers(filter_layers)
+    else:
+        conv_layers = []
+
+    result = Gallery(path=target, model=net.name, info=_model_info(net, inspector, len(batch)))
+    steps = (
+        ("activations" in kinds) * len(batch) * len(act_layers)
+        + len(conv_layers) + ("gradcam" in kinds) * len(batch) + ("sparsity" in kinds)
+    )
+    progress = _Progress(steps, verbose)
+
+    def build(tmp: pathlib.Path) -> None:
+        if "activations" in kinds:
+            result.figures += _activation_figures(inspector, batch, names, act_layers, max_channels, tmp, progress)
+        if "filters" in kinds:
+            result.figures += _filter_figures(inspector, conv_layers, filters, filter_steps, tmp, progress)
+        if "gradcam" in kinds:
+            result.figures += _gradcam_figures(inspector, batch, names, class_names, tmp, progress)
+        if "sparsity" in kinds:
+            data = batch if sparsity_data is None else sparsity_data
+            result.figures += _sparsity_figures(inspector, data, act_layers, tmp, progress)
+        (tmp / "gallery.json").write_text(_manifest(result), encoding="utf-8")
+        (tmp / "index.html").write_text(_html(result), encoding="utf-8")
+
+    build_atomically(target, build)
+    progress.done(target / "index.html")
+    return result
+
+
+def _check_kinds(kinds) -> tuple[str, ...]:
+    if kinds is None:
+        return KINDS
+    if isinstance(kinds, str):
+        kinds = [kinds]
+    kinds = tuple(kinds)
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown or not kinds:
+        raise InputError(f"Unknown figure kind(s) {unknown}; choose from {', '.join(KINDS)}.")
+    return kinds
+
+
+def _check_out_dir(out_dir, overwrite: bool) -> pathlib.Path:
+    target = pathlib.Path(out_dir).expanduser().absolute()
+    if target.exists():
+        if not target.is_dir():
+            raise InputError(f"{target} exists and is not a directory.")
+        if any(target.iterdir()) and not overwrite:
+            raise InputError(
+                f"{target} is not empty; refusing to overwrite it. Pass overwrite=True "
+                "(--overwrite on the command line) or choose another folder."
+            )
+    return target
+
+
+def _check_positive(value, name: str) -> None:
+    if not isinstance(value, (int, np.integer)) or value < 1:
+        raise InputError(f"{name} must be a positive integer, got {value!r}.")
+
+
+def _same_size(images: list[np.ndarray], inspector: Inspector):
+    h, w = inspector.input_shape[:2]
+    if h is not None and w is not None:
+        return [np.asarray(im) for im in images]  # prepare() resizes each one
+    sizes = {im.shape[:2] for im in images}
+    if len(sizes) > 1:
+        raise InputError(
+            f"The model takes any image size, so the images must share one; got sizes {sorted(sizes)}."
+        )
+    return images
+
+
+def _spread(names: list[str], k: int) -> list[str]:
+    if len(names) <= k:
+        return names
+    picks = np.unique(np.linspace(0, len(names) - 1, k).round().astype(int))
+    return [names[i] for i in picks]
+
+
+def _default_layers(inspector: Inspector) -> list[str]:
+    return _spread(inspector.feature_layers(), 8)
+
+
+def _default_filter_layers(inspector: Inspector) -> list[str]:
+    from convviz import _layers
+
+    convs = [info.name for info in inspector.layers() if _layers.is_conv(info.layer) and len(info.output_shape) == 4]
+    if not convs:
+        raise InputError("The model has no convolution layer to draw filters for; pass filter_layers=[...].")
+    return _spread(convs, 3)
+
+
+def _model_info(model, inspector: Inspector, n_images: int) -> dict:
+    import convviz
+
+    return {
+        "model": model.name,
+        "parameters": int(model.count_params()),
+        "input_shape": list(inspector.input_shape),
+        "layers": len(inspector.layers()),
+        "images": n_images,
+        "backend": keras.backend.backend(),
+        "keras": keras.__version__,
+        "convviz": convviz.__version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
+
+
+def _shape(shape) -> str:
+    return "\u00d7".join("?" if s is None else str(s) for s in shape)
+
+
+def _save(fig, tmp: pathlib.Path, rel: str) -> str:
+    (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(tmp / rel, dpi=fig.dpi, bbox_inches="tight")
+    return rel
+
+
+def _activation_figures(inspector, batch, names, layers, max_channels, tmp, progress):
+    acts = inspector.activations(batch, layers)
+    figures = []
+    for i, image_name in enumerate(names):
+        for layer in layers:
+            a = acts[layer]
+            progress.step(f"activation grid {layer} ({image_name})")
+            if a.ndim != 4:
+                continue
+            channels = a.shape[-1]
+            shown = a[i : i + 1, ..., :max_channels]
+            fig = plot.activations({layer: shown}, images_per_row=min(16, shown.shape[-1]), width=8.0)
+            rel = _save(fig, tmp, f"activations/{i:02d}_{_slug(image_name)}/{_slug(layer)}.png")
+            note = f", first {max_channels} of {channels} channels" if channels > max_channels else ""
+            figures.append(GalleryFigure(
+                "activations", rel, layer,
+                f"Layer {layer}: output {_shape(a.shape[1:])}{note}, for {image_name}; "
+                "each tile is one channel, standardised.",
+                group=image_name,
+            ))
+    return figures
+
+
+def _filter_figures(inspector, layers, n_filters, steps, tmp, progress):
+    from convviz.filters import filters as find_patterns
+
+    h, w = inspector.input_shape[:2]
+    size = (h or 200, w or 200)
+    crop = min(25, min(size) // 8)
+    figures = []
+    for layer in layers:
+        progress.step(f"filters {layer}")
+        channels = inspector.find_layer(layer).output_shape[-1]
+        count = min(n_filters, channels)
+        patterns = find_patterns(inspector, layer, range(count), steps=steps, size=size, crop=crop, verbose=0)
+        fig = plot.filters(patterns, title=f"{layer}: filters 0\u2013{count - 1} of {channels}")
+        rel = _save(fig, tmp, f"filters/{_slug(layer)}.png")
+        figures.append(GalleryFigure(
+            "filters", rel, layer,
+            f"Layer {layer}: the input pattern that most activates each of its first {count} of "
+            f"{channels} filters ({steps} gradient-ascent steps from grey noise at "
+            f"{size[0]}\u00d7{size[1]}; mean activation reached {float(np.mean(patterns.losses)):.3g}).",
+        ))
+    return figures
+
+
+def _describe_prediction(pred: np.ndarray, cls: int, class_names) -> tuple[str, str]:
+    """(explained class with its probability, top classes) for one image."""
+
+    def name(c: int) -> str:
+        if class_names is not None and 0 <= c < len(class_names):
+            return str(class_names[c])
+        return f"class {c}"
+
+    if pred.shape[-1] == 1:  # one sigmoid unit: class 1 = the unit, 0 = its complement
+        p = float(pred[0])
+        prob = {1: p, 0: 1.0 - p}
+        return f"{name(cls)} (p={prob[cls]:.3f})", f"{name(1)} {p:.3f} / {name(0)} {1 - p:.3f}"
+    top = np.argsort(-pred, kind="stable")[:3]
+    listing = ", ".join(f"{name(int(c))} {float(pred[c]):.3f}" for c in top)
+    return f"{name(cls)} (p={float(pred[cls]):.3f})", listing
+
+
+def _gradcam_figures(inspector, batch, names, class_names, tmp, progress):
+    explained = inspector.gradcam(batch)
+    h, w = explained.heatmaps.shape[1:]
+    figures = []
+    for i, image_name in enumerate(names):
+        progress.step(f"gradcam ({image_name})")
+        label, top = _describe_prediction(explained.predictions[i], int(explained.class_index[i]), class_names)
+        fig = plot.gradcam(batch[i], explained.heatmaps[i], titles=[label], panel=4.0)
+        rel = _save(fig, tmp, f"gradcam/{i:02d}_{_slug(image_name)}.png")
+        figures.append(GalleryFigure(
+            "gradcam", rel, f"{image_name}: {label}",
+            f"Grad-CAM of {label} at layer {explained.layer} ({h}\u00d7{w} map, upsampled). "
+            f"Top predictions: {top}.",
+        ))
+    return figures
+
+
+def _sparsity_figures(inspector, data, layers, tmp, progress):
+    from convviz.sparsity import sparsity
+
+    progress.step("sparsity")
+    table = sparsity(inspector, data, layers, verbose=False)
+    table.to_csv(tmp / "sparsity.csv")
+    rel = _save(table.plot(), tmp, "sparsity.png")
+    first, last = table.rows[0], table.rows[-1]
+    return [GalleryFigure(
+        "sparsity", rel, "Sparsity across depth",
+        f"Over {table.images} image(s): the fraction of blank channels goes from "
+        f"{first.blank_fraction:.0%} at {first.layer} to {last.blank_fraction:.0%} at {last.layer}; "
+        f"zero activations from {first.zero_fraction:.0%} to {last.zero_fraction:.0%} "
+        "(table: sparsity.csv).",
+    )]
+
+
+def _manifest(result: Gallery) -> str:
+    return json.dumps(
+        {"model": result.model, "info": result.info, "figures": [asdict(f) for f in result.figures]}, indent=2
+    )
+
+
+_SECTION_TITLES = {
+    "activations": "Activations",
+    "filters": "Filter patterns",
+    "gradcam": "Grad-CAM",
+    "sparsity": "Sparsity across depth",
+}
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem auto;
+max-width:1200px;padding:0 1rem;color:#222}
+h1{margin-bottom:.2rem} .meta{color:#555;margin-top:0} nav a{margin-right:1rem}
+section{margin-top:2.5rem} .grid{display:flex;flex-wrap:wrap;gap:1.5rem}
+figure{margin:0;flex:1 1 360px;max-width:100%;border:1px solid #ddd;border-radius:6px;padding:.6rem;
+background:#fafafa} figure img{width:100%;height:auto;display:block}
+figcaption{font-size:.9rem;margin-top:.4rem;color:#333} figcaption b{display:block;margin-bottom:.2rem}
+"""
+
+
+def _html(result: Gallery) -> str:
+    e = html.escape
+    info = result.info
+    sections = []
+    for kind in KINDS:
+        figs = [f for f in result.figures if f.kind == kind]
+        if not figs:
+            continue
+        groups = list(dict.fromkeys(f.group for f in figs))
+        blocks = []
+        for group in groups:
+            items = "\n".join(
+                f'<figure><a href="{e(f.file)}"><img src="{e(f.file)}" alt="{e(f.title)}"></a>'
+                f"<figcaption><b>{e(f.title)}</b>{e(f.caption)}</figcaption></figure>"
+                for f in figs
+                if f.group == group
+            )
+            heading = f"<h3>{e(group)}</h3>\n" if group else ""
+            blocks.append(f'{heading}<div class="grid">\n{items}\n</div>')
+        sections.append(f'<section id="{kind}"><h2>{_SECTION_TITLES[kind]}</h2>\n' + "\n".join(blocks) + "</section>")
+    nav = " ".join(
+        f'<a href="#{k}">{_SECTION_TITLES[k]}</a>' for k in KINDS if any(f.kind == k for f in result.figures)
+    )
+    meta = (
+        f"{info['parameters']:,} parameters, input {_shape(info['input_shape'])}, {info['layers']} layers; "
+        f"{info['images']} image(s); Keras {info['keras']} on {info['backend']}; convviz {info['convviz']}; "
+        f"{info['created']}"
+    )
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        f"<title>convviz gallery: {e(result.model)}</title><style>{_CSS}</style></head>\n<body>\n"
+        f"<h1>What {e(result.model)} learned</h1>\n<p class=\"meta\">{e(meta)}</p>\n<nav>{nav}</nav>\n"
+        + "\n".join(sections)
+        + "\n</body></html>\n"
+    )
+
+
+class _Progress:
+    """``[k/n] what`` lines on standard error, with elapsed seconds."""
+
+    def __init__(self, total: int, verbose: bool):
+        self.total, self.verbose, self.count, self.start = total, verbose, 0, time.perf_counter()
+
+    def step(self, what: str) -> None:
+        self.count += 1
+        if self.verbose:
+            elapsed = time.perf_counter() - self.start
+            print(f"[{self.count}/{self.total}] {what}  ({elapsed:.1f} s)", file=sys.stderr, flush=True)
+
+    def done(self, index: pathlib.Path) -> None:
+        if self.verbose:
+            elapsed = time.perf_counter() - self.start
+            print(f"Gallery written in {elapsed:.1f} s: {index}", file=sys.stderr, flush=True)

@@ -1,0 +1,257 @@
+import importlib
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+
+import keras
+import numpy as np
+import pytest
+from helpers import random_images
+from PIL import Image
+
+import convviz
+from convviz.errors import InputError
+from convviz.gallery import _spread, load_images
+
+# convviz.gallery is the function; the module holds the helpers patched below.
+gallery_module = importlib.import_module("convviz.gallery")
+
+
+def tiny_model(n_classes=3) -> keras.Model:
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(6, 3, activation="relu", name="conv_a")(x)
+    x = keras.layers.MaxPooling2D(name="pool_a")(x)
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv_b")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax" if n_classes > 1 else "sigmoid")(x)
+    return keras.Model(inputs, outputs, name="tiny")
+
+
+def write_images(folder: pathlib.Path, n=2) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, image in enumerate(random_images(n, size=(40, 48), seed=3)):
+        path = folder / f"photo{i}.png"
+        Image.fromarray(image).save(path)
+        paths.append(str(path))
+    return paths
+
+
+FAST = {"filters": 3, "filter_steps": 2, "verbose": False}
+
+
+def test_gallery_writes_every_figure_and_the_index(tmp_path):
+    model = tiny_model()
+    images = write_images(tmp_path / "in")
+    result = convviz.gallery(model, images, tmp_path / "out", **FAST)
+
+    assert result.path == (tmp_path / "out").absolute()
+    layers = ["conv_a", "pool_a", "conv_b"]
+    kinds = [f.kind for f in result.figures]
+    assert kinds.count("activations") == 2 * len(layers)
+    assert kinds.count("filters") == 2  # first and last conv (only two convs)
+    assert kinds.count("gradcam") == 2
+    assert kinds.count("sparsity") == 1
+    for path in result.files():
+        assert path.stat().st_size > 0
+        with Image.open(path) as im:
+            assert im.format == "PNG" and min(im.size) > 10
+    assert (result.path / "sparsity.csv").read_text().startswith("depth,layer,")
+
+    manifest = json.loads((result.path / "gallery.json").read_text())
+    assert [f["file"] for f in manifest["figures"]] == [f.file for f in result.figures]
+    page = result.index.read_text()
+    srcs = re.findall(r'<img src="([^"]+)"', page)
+    assert srcs == [f.file for f in result.figures]
+    for name in ("conv_a", "pool_a", "conv_b", "photo0", "photo1"):
+        assert name in page
+    # No temporary sibling left behind.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]
+
+
+def test_gradcam_captions_state_the_models_own_prediction(tmp_path):
+    model = tiny_model()
+    images = random_images(2, size=(32, 32), seed=5)
+    result = convviz.gallery(
+        model, list(images), tmp_path / "g", kinds=["gradcam"], class_names=["ant", "bee", "cow"],
+        image_names=["first", "second"], verbose=False,
+    )
+    # Independent: the model's own output on the same pixels.
+    probs = keras.ops.convert_to_numpy(model(images.astype("float32"), training=False))
+    names = ["ant", "bee", "cow"]
+    for fig, p in zip(result.figures, probs):
+        top = int(np.argmax(p))
+        assert f"{names[top]} (p={p[top]:.3f})" in fig.title
+        order = np.argsort(-p)
+        listing = ", ".join(f"{names[c]} {p[c]:.3f}" for c in order)
+        assert listing in fig.caption
+    assert [f.group for f in result.figures] == ["", ""]
+
+
+def test_sigmoid_caption_names_both_sides(tmp_path):
+    model = tiny_model(n_classes=1)
+    images = random_images(1, size=(32, 32), seed=7)
+    result = convviz.gallery(model, images, tmp_path / "g", kinds="gradcam", class_names=["cat", "dog"], verbose=False)
+    p = float(keras.ops.convert_to_numpy(model(images.astype("float32"), training=False))[0, 0])
+    expected = "dog" if p > 0.5 else "cat"
+    assert f"{expected} (p={max(p, 1 - p):.3f})" in result.figures[0].title
+    assert f"dog {p:.3f} / cat {1 - p:.3f}" in result.figures[0].caption
+
+
+def test_activation_grids_show_the_real_feature_maps(tmp_path):
+    model = tiny_model()
+    image = random_images(1, size=(32, 32), seed=1)
+    result = convviz.gallery(model, image, tmp_path / "g", kinds=["activations"], layers=["conv_b"], verbose=False)
+    (fig,) = result.figures
+    assert "13\u00d713\u00d78" in fig.caption
+    # The PNG is the plot module's figure of the same maps (drawn independently here).
+    acts = convviz.activations(model, image, layers=["conv_b"])
+    expected = tmp_path / "expected.png"
+    convviz.plot.activations(acts, images_per_row=8, width=8.0).savefig(expected, dpi=100, bbox_inches="tight")
+    with Image.open(result.path / fig.file) as got, Image.open(expected) as want:
+        assert got.size == want.size
+        assert np.array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_deep_models_get_at_most_eight_activation_layers_and_channel_caps(tmp_path):
+    inputs = keras.Input((24, 24, 3))
+    x = inputs
+    for i in range(12):
+        x = keras.layers.Conv2D(70, 3, padding="same", activation="relu", name=f"c{i}")(x)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    result = convviz.gallery(model, random_images(1, size=(24, 24)), tmp_path / "g", kinds=["activations"], verbose=False)
+    titles = [f.title for f in result.figures]
+    assert titles == ["c0", "c2", "c3", "c5", "c6", "c8", "c9", "c11"]
+    assert "first 64 of 70 channels" in result.figures[0].caption
+
+
+def test_spread_keeps_ends_and_order():
+    names = [f"l{i}" for i in range(20)]
+    picked = _spread(names, 3)
+    assert picked == ["l0", "l10", "l19"] or picked == ["l0", "l9", "l19"]
+    assert _spread(names[:2], 3) == names[:2]
+
+
+def test_refuses_a_non_empty_folder_and_leaves_it_alone(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(InputError, match="not empty"):
+        convviz.gallery(tiny_model(), random_images(1, size=(32, 32)), out, **FAST)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    result = convviz.gallery(tiny_model(), random_images(1, size=(32, 32)), out, overwrite=True, kinds="gradcam", verbose=False)
+    assert not (out / "keep.txt").exists() and result.index.exists()
+
+
+def test_an_empty_existing_folder_is_fine(tmp_path):
+    (tmp_path / "out").mkdir()
+    assert convviz.gallery(tiny_model(), random_images(1, size=(32, 32)), tmp_path / "out", kinds="sparsity", verbose=False).index.exists()
+
+
+def test_a_failure_half_way_leaves_nothing_behind(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(gallery_module, "_sparsity_figures", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        convviz.gallery(tiny_model(), random_images(1, size=(32, 32)), tmp_path / "out", **FAST)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_inputs_fail_before_anything_is_written(tmp_path):
+    out = tmp_path / "out"
+    bad = tmp_path / "not_an_image.png"
+    bad.write_text("hello")
+    with pytest.raises(InputError, match="not_an_image"):
+        convviz.gallery(tiny_model(), [str(bad)], out, verbose=False)
+    with pytest.raises(InputError, match="Unknown figure kind"):
+        convviz.gallery(tiny_model(), random_images(1, size=(32, 32)), out, kinds=["heatmap"], verbose=False)
+    with pytest.raises(InputError, match="did you mean 'efficientnet_lite0'"):
+        convviz.gallery("efficientnet_lite", random_images(1), out, verbose=False)
+    with pytest.raises(InputError, match="Model file not found"):
+        convviz.gallery(str(tmp_path / "missing.keras"), random_images(1), out, verbose=False)
+    with pytest.raises(InputError, match="filters must be a positive integer"):
+        convviz.gallery(tiny_model(), random_images(1, size=(32, 32)), out, filters=0, verbose=False)
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["not_an_image.png"]
+
+
+def test_load_images_reads_scikit_image_photos_and_files(tmp_path):
+    import skimage.data
+
+    paths = write_images(tmp_path, 1)
+    images, names = load_images(["skimage:coffee", paths[0], paths[0]])
+    assert np.array_equal(images[0], skimage.data.coffee())
+    assert np.array_equal(images[1], np.asarray(Image.open(paths[0])))
+    assert names == ["coffee", "photo0", "photo0 (2)"]
+    with pytest.raises(InputError, match="chelsea"):
+        load_images(["skimage:chelse"])
+
+
+def test_names_are_escaped_in_the_page(tmp_path):
+    result = convviz.gallery(
+        tiny_model(), random_images(1, size=(32, 32)), tmp_path / "g", kinds="gradcam",
+        image_names=["<b>x</b>"], verbose=False,
+    )
+    page = result.index.read_text()
+    assert "<b>x</b>:" not in page and "&lt;b&gt;x&lt;/b&gt;" in page
+
+
+def test_progress_goes_to_stderr(tmp_path, capsys):
+    convviz.gallery(tiny_model(), random_images(1, size=(32, 32)), tmp_path / "g", kinds=["gradcam", "sparsity"])
+    err = capsys.readouterr().err
+    assert "[1/2] gradcam" in err and "[2/2] sparsity" in err and "index.html" in err
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+HARNESS = """<!DOCTYPE html><html><body>
+<iframe id="g" src="{src}" width="1200" height="900"></iframe>
+<script>
+window.addEventListener("load", function () {{
+  var doc = document.getElementById("g").contentDocument;
+  var out = [];
+  for (var i = 0; i < doc.images.length; i++) {{
+    var im = doc.images[i];
+    out.push([im.getAttribute("src"), im.complete, im.naturalWidth]);
+  }}
+  var pre = document.createElement("pre");
+  pre.id = "result";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+}});
+</script></body></html>"""
+
+
+@pytest.mark.slow
+def test_every_image_loads_in_headless_chromium(tmp_path):
+    browser = _chromium()
+    if browser is None:
+        if os.environ.get("CONVVIZ_REQUIRE_BROWSER"):
+            pytest.fail("CONVVIZ_REQUIRE_BROWSER is set but no chromium is installed")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    result = convviz.gallery(tiny_model(), random_images(2, size=(32, 32)), tmp_path / "g", **FAST)
+    harness = tmp_path / "harness.html"
+    harness.write_text(HARNESS.format(src="g/index.html"))
+    run = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--allow-file-access-from-files", "--virtual-time-budget=10000",
+         "--dump-dom", harness.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    found = re.search(r'<pre id="result">(.*?)</pre>', run.stdout, re.S)
+    assert found, f"chromium gave no result; stderr: {run.stderr[-2000:]}"
+    loaded = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert [src for src, _, _ in loaded] == [f.file for f in result.figures]
+    broken = [src for src, complete, width in loaded if not (complete and width > 0)]
+    assert broken == []
