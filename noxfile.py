@@ -21,7 +21,8 @@ HUB_DEPS = [
 @nox.parametrize("backend", BACKENDS)
 def tests(session, backend):
     """Run the test suite on one Keras backend."""
-    session.install("-e", f".[{backend},test,lite0]")
+    # docs: sphinx, for the convviz.sphinxext tests.
+    session.install("-e", f".[{backend},test,lite0,docs]")
     session.install("--no-deps", *HUB)
     session.install(*HUB_DEPS)
     if backend == "torch":

@@ -1,0 +1,72 @@
+import importlib
+import re
+
+import pytest
+from PIL import Image
+
+sphinx_build = pytest.importorskip("sphinx.cmd.build", reason="the docs extra (sphinx) is not installed")
+
+from helpers import random_images  # noqa: E402
+from test_gallery import tiny_model  # noqa: E402
+
+gallery_module = importlib.import_module("convviz.gallery")
+
+PAGE = """Gallery
+=======
+
+.. convviz-gallery::
+   :model: models/tiny.keras
+   :images: photo.png skimage:coffee
+   :kinds: gradcam activations
+   :layers: conv_b
+   :class-names: ant, bee, cow
+"""
+
+
+def make_project(root):
+    (root / "models").mkdir(parents=True)
+    tiny_model().save(root / "models" / "tiny.keras")
+    Image.fromarray(random_images(1, size=(32, 32))[0]).save(root / "photo.png")
+    (root / "conf.py").write_text('extensions = ["convviz.sphinxext"]\nproject = "t"\n')
+    (root / "index.rst").write_text(PAGE)
+
+
+def build(src, out) -> int:
+    return sphinx_build.build_main(["-W", "-q", "-b", "html", str(src), str(out)])
+
+
+@pytest.mark.slow
+def test_directive_renders_captioned_figures_and_caches_them(tmp_path, monkeypatch):
+    src, out = tmp_path / "src", tmp_path / "out"
+    make_project(src)
+    calls = []
+    real = gallery_module.gallery
+    monkeypatch.setattr(gallery_module, "gallery", lambda *a, **k: calls.append(a) or real(*a, **k))
+
+    assert build(src, out) == 0
+    page = (out / "index.html").read_text()
+    images = re.findall(r'<img[^>]+src="([^"]+)"', page)
+    assert len(images) == 4  # two Grad-CAM overlays, one activation grid per image
+    for src_attr in images:
+        assert (out / src_attr).is_file()
+    assert "(p=" in page and "conv_b" in page and "coffee" in page
+    assert any(w in page for w in ("ant (p=", "bee (p=", "cow (p="))
+    assert len(calls) == 1
+
+    # A fresh build with unchanged inputs reuses the cached figures.
+    assert build(src, tmp_path / "out2") == 0
+    assert len(calls) == 1
+    # Changing the page's options renders again.
+    (src / "index.rst").write_text(PAGE.replace(":layers: conv_b", ":layers: conv_a"))
+    assert build(src, tmp_path / "out3") == 0
+    assert len(calls) == 2
+
+
+@pytest.mark.slow
+def test_a_broken_directive_fails_the_build_with_a_message(tmp_path, capsys):
+    src = tmp_path / "src"
+    make_project(src)
+    (src / "index.rst").write_text(PAGE.replace("models/tiny.keras", "models/missing.keras"))
+    assert build(src, tmp_path / "out") != 0
+    err = capsys.readouterr().err
+    assert "convviz-gallery failed" in err and "missing.keras" in err
