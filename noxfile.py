@@ -55,10 +55,11 @@ def lint(session):
 @nox.session
 @nox.parametrize("backend", BACKENDS)
 def bench(session, backend):
-    """Benchmarks on one backend (pass --quick after -- for a short run)."""
+    """Benchmark suite on one backend (benchmarks/run.py): a table, and the JSON in
+    benchmarks/results/<backend>.json. `nox -s bench -- --quick` is a short smoke run
+    (no JSON written); `python benchmarks/report.py` then makes the docs' Performance page."""
     session.install("-e", f".[{backend},test]")
-    for script in ("activations", "gradcam", "filters"):
-        session.run(
-            "python", f"benchmarks/{script}.py", *session.posargs,
-            env={"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"},
-        )
+    session.run(
+        "python", "benchmarks/run.py", *session.posargs,
+        env={"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"},
+    )

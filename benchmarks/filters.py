@@ -12,25 +12,25 @@ interleaved in one process, warm-up (compilation) excluded, medians:
   iteration (``tf.function``; ``jax.jit``; eager autograd on PyTorch). The filter index
   is passed as a tensor so the textbook step does not retrace per filter.
 
-Reported per filter-step (one image, one step). Targets: convviz <= 1.15x the floor,
-and no slower than the textbook. The last column checks that convviz and the textbook
-loop produce the same images (relative L2 difference of the final images).
+Reported per filter-step (one image, one step); the floor's one pass stands for one
+step of every filter. Targets: convviz <= 1.15x the floor, and no slower than the
+textbook. ``rel_diff_vs_textbook`` checks that convviz and the textbook loop produce
+the same images (relative L2 difference of the final images).
 
-    KERAS_BACKEND=jax python benchmarks/filters.py [--filters 64] [--repeats 3] [--quick]
+    KERAS_BACKEND=jax python benchmarks/filters.py [--quick]   # = run.py --only filters
 """
 
 from __future__ import annotations
 
-import argparse
-
-import keras  # noqa: I001
+import common  # first: it quiets TensorFlow's start-up logs
+import keras
 import numpy as np
-from common import machine, median_times
 
 from convviz._autodiff import gradient_step
 from convviz.filters import filters, start_images
 
 LAYER = "block3_sepconv1"
+TARGET_FLOOR = 1.15
 PIXEL_RANGE = (-1.0, 1.0)  # Xception's preprocessing: the model itself expects [-1, 1]
 
 
@@ -113,76 +113,65 @@ def textbook_loop(step, indices, steps, size, learning_rate):
     return np.stack(out)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--filters", type=int, default=64, help="filters for convviz and the floor")
-    parser.add_argument("--textbook-filters", type=int, default=8, help="filters for the slow loop")
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--size", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument(
-        "--batch-size", type=int, default=None, help="convviz chunk size (default: its own rule)"
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="4 filters, 3 steps, 96 x 96, 1 repeat"
-    )
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.filters, args.textbook_filters, args.steps, args.size, args.repeats = 4, 2, 3, 96, 1
-    size = (args.size, args.size)
-    indices = np.arange(args.filters)
-    book = indices[: args.textbook_filters]
+def run(repeats, n_filters=64, textbook_filters=8, steps=30, size=200) -> list[dict]:
+    size = (size, size)
+    indices = np.arange(n_filters)
+    book = indices[:textbook_filters]
     lr = 10.0
-
+    keras.utils.set_random_seed(0)
     model = keras.applications.Xception(weights=None, include_top=False)
     extractor = keras.Model(model.inputs, model.get_layer(LAYER).output)
     floor = floor_step(extractor, start_images(0, indices, (*size, 3), PIXEL_RANGE), indices)
     step = textbook_step(extractor)
-    kwargs = dict(
-        size=size, pixel_range=PIXEL_RANGE, learning_rate=lr, batch_size=args.batch_size, verbose=0
-    )
+    kwargs = dict(size=size, pixel_range=PIXEL_RANGE, learning_rate=lr, verbose=0)
 
-    def ours(steps=args.steps):
+    def ours(steps=steps):
         return filters(model, LAYER, indices, steps=steps, **kwargs)
 
     # Warm-up: compile every chunk shape and each step once (one step is enough).
     floor(), ours(steps=1), textbook_loop(step, book[:1], 1, size, lr)
-    print(f"{machine()}; Xception(weights=None) {LAYER}, {size[0]}x{size[1]}, {args.steps} steps")
-    print(
-        f"convviz and floor: {args.filters} filters; textbook: {len(book)} filters; "
-        f"{args.repeats} repeats"
-    )
-    t = median_times(
+    samples: dict = {}
+    t = common.median_times(
         {
             "floor": floor,
             "convviz": ours,
-            "textbook": lambda: textbook_loop(step, book, args.steps, size, lr),
+            "textbook": lambda: textbook_loop(step, book, steps, size, lr),
         },
-        args.repeats,
+        repeats,
         warmup=0,
+        samples=samples,
     )
     per = {
-        "floor": t["floor"] / args.filters,
-        "convviz": t["convviz"] / (args.filters * args.steps),
-        "textbook": t["textbook"] / (len(book) * args.steps),
+        "floor": t["floor"] / n_filters,
+        "convviz": t["convviz"] / (n_filters * steps),
+        "textbook": t["textbook"] / (len(book) * steps),
     }
     result = ours()
-    theirs = textbook_loop(step, book, args.steps, size, lr)
+    theirs = textbook_loop(step, book, steps, size, lr)
     start = start_images(0, book, (*size, 3), PIXEL_RANGE)
     diff = np.linalg.norm((result.raw[: len(book)] - theirs).reshape(len(book), -1), axis=1)
     moved = np.linalg.norm((theirs - start).reshape(len(book), -1), axis=1)
-    agree = float(np.max(diff / np.maximum(moved, 1e-12)))
-    print(
-        f"{'ms per filter-step':<20}{'floor':>9}{'convviz':>9}{'textbook':>10}"
-        f"{'convviz/floor':>15}{'textbook/convviz':>18}{'rel diff':>10}"
-    )
-    print(
-        f"{'':<20}{per['floor'] * 1e3:>9.1f}{per['convviz'] * 1e3:>9.1f}"
-        f"{per['textbook'] * 1e3:>10.1f}{per['convviz'] / per['floor']:>15.2f}"
-        f"{per['textbook'] / per['convviz']:>18.2f}{agree:>10.1e}"
-    )
-    print(f"after: {machine()}")
+    over_floor = per["convviz"] / per["floor"]
+    textbook_ratio = per["textbook"] / per["convviz"]
+    return [
+        common.record(
+            "filters", f"Xception {size[0]} {LAYER}",
+            {f"{k} per filter-step": v for k, v in per.items()},
+            {"convviz/floor": over_floor, "textbook/convviz": textbook_ratio},
+            [
+                common.target(f"filters <= {TARGET_FLOOR}x floor per filter-step", over_floor, TARGET_FLOOR),
+                common.target("filters no slower than textbook", textbook_ratio, 1.0, ">="),
+            ],
+            filters=n_filters, textbook_filters=len(book), steps=steps,
+            rel_diff_vs_textbook=float(np.max(diff / np.maximum(moved, 1e-12))),
+            totals=t, samples=samples,
+        )
+    ]
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from run import main
+
+    main(["--only", "filters", *sys.argv[1:]])

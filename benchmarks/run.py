@@ -1,0 +1,175 @@
+"""convviz's benchmark suite on the current Keras backend, in one process and one run.
+
+For the chapter's small convnet (180 x 180), VGG16 (weights=None, 180 x 180) and
+Xception (weights=None, 299 x 299), each compared with a plain compiled forward pass
+(``model.predict_on_batch``) on the same images:
+
+- ``activations``: every conv and pooling layer's output (target <= 1.15x forward);
+- ``gradcam``: a batch of 16 (<= 1.2x forward), and the textbook eager per-image loop
+  (convviz >= 4x faster);
+- ``sparsity``: over a stream of images (<= 1.2x forward over the same stream), and its
+  peak memory for 2,000 images vs 64 (small convnet; <= 1.2x);
+- ``filters``: 64 filters of Xception's ``block3_sepconv1`` at 200 x 200, 30 steps,
+  per filter-step vs the compiled forward+backward floor (<= 1.15x) and vs the
+  textbook one-filter-at-a-time compiled loop (no slower).
+
+Warm-up calls are excluded, callables compared with each other are timed
+interleaved, and medians are reported. Prints a table and writes JSON (with the
+machine: CPU, cores, RAM, load average, backend and versions, date). ``--quick``
+shrinks everything to a smoke test (CI checks that each benchmark ran and produced
+finite numbers; no timing thresholds there).
+
+    KERAS_BACKEND=jax python benchmarks/run.py [--quick] [--json PATH] [--only NAME ...]
+    nox -s bench                 # all three backends, JSON in benchmarks/results/
+    python benchmarks/report.py  # the docs' Performance page from those JSON files
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import pathlib
+import sys
+import time
+
+import activations  # imports common first, which quiets TensorFlow's start-up logs
+import cases
+import filters
+import gradcam
+import keras
+import sparsity
+from common import finite_numbers, load_average, machine_info
+
+BENCHMARKS = ("activations", "gradcam", "sparsity", "filters")
+RESULTS = pathlib.Path(__file__).parent / "results"
+
+FULL = {
+    "batch": 16,  # activations and Grad-CAM
+    "repeats": 5,
+    "textbook_images": 16,
+    "stream": {"small": 2000, "vgg16": 64, "xception": 64},
+    "stream_batch": 32,
+    "stream_repeats": 3,
+    "memory_images": (64, 2000),
+    "filters": {"n_filters": 64, "textbook_filters": 8, "steps": 30, "size": 200},
+    "filter_repeats": 3,
+    "models": ("small", "vgg16", "xception"),
+}
+QUICK = {
+    "batch": 2,
+    "repeats": 1,
+    "textbook_images": 2,
+    "stream": {"small": 6, "vgg16": 4, "xception": 4},
+    "stream_batch": 2,
+    "stream_repeats": 1,
+    "memory_images": (2, 8),
+    "filters": {"n_filters": 3, "textbook_filters": 2, "steps": 2, "size": 71},
+    "filter_repeats": 1,
+    "models": ("small",),
+}
+
+
+def run_all(quick=False, only=BENCHMARKS, models=None, repeats=None, log=print) -> list[dict]:
+    """Run the benchmarks; return their records (see ``common.record``)."""
+    cfg = dict(QUICK if quick else FULL)
+    if repeats is not None:
+        cfg.update(repeats=repeats, stream_repeats=repeats, filter_repeats=repeats)
+    records: list[dict] = []
+
+    def done(new):
+        for r in new:
+            log(f"  {r['benchmark']:<16}{r['model']:<24}"
+                + "  ".join(f"{k} {v:.2f}" for k, v in r["ratios"].items()))
+        records.extend(new)
+
+    for key in models or cfg["models"]:
+        if not set(only) & {"activations", "gradcam", "sparsity"}:
+            break
+        model, label = cases.build(key, quick)
+        log(f"{label}: {model.count_params():,} parameters")
+        batch = cases.images(model, cfg["batch"])
+        if "activations" in only:
+            done(activations.run(model, label, batch, cfg["repeats"]))
+        if "gradcam" in only:
+            done(gradcam.run(model, label, batch, cfg["repeats"], cfg["textbook_images"]))
+        if "sparsity" in only:
+            n = cfg["stream"][key]
+            done(sparsity.run_time(model, label, n, cfg["stream_batch"], cfg["stream_repeats"]))
+            if key == "small":
+                done(sparsity.run_memory(model, label, *cfg["memory_images"], cfg["stream_batch"]))
+        del model, batch
+        keras.utils.clear_session()
+        gc.collect()
+    if "filters" in only:
+        done(filters.run(cfg["filter_repeats"], **cfg["filters"]))
+        keras.utils.clear_session()
+        gc.collect()
+    return records
+
+
+def _fmt_time(seconds: float) -> str:
+    return f"{seconds * 1e3:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def table(records: list[dict]) -> str:
+    """The results as a plain-text table, one row per target."""
+    head = f"{'benchmark':<16}{'model':<30}{'times (median)':<52}{'target':<52}{'value':>7}  met"
+    lines = [head, "-" * len(head)]
+    for r in records:
+        times = ", ".join(f"{k} {_fmt_time(v)}" for k, v in r["times"].items())
+        if not r["targets"]:
+            lines.append(f"{r['benchmark']:<16}{r['model']:<30}{times:<52}")
+        for i, t in enumerate(r["targets"]):
+            first = i == 0
+            lines.append(
+                f"{r['benchmark'] if first else '':<16}{r['model'] if first else '':<30}"
+                f"{times if first else '':<52}{t['name']:<52}{t['value']:>7.2f}  "
+                f"{'yes' if t['met'] else 'NO'}"
+            )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat (smoke test)")
+    parser.add_argument(
+        "--json", type=pathlib.Path, default=None,
+        help="where to write the results (default: benchmarks/results/<backend>.json; "
+        "--quick writes none unless given)",
+    )
+    parser.add_argument("--only", nargs="+", choices=BENCHMARKS, default=BENCHMARKS)
+    parser.add_argument("--models", nargs="+", choices=tuple(cases.CASES), default=None)
+    parser.add_argument("--repeats", type=int, default=None, help="override every repeat count")
+    args = parser.parse_args(argv)
+
+    backend = keras.backend.backend()
+    info = machine_info()
+    print(f"convviz benchmarks, {backend}, {'quick' if args.quick else 'full'}: {info['cpu']}, "
+          f"{info['cores']} cores, {info['ram_gib']} GiB, load {info['load_average']}")
+    start = time.perf_counter()
+    records = run_all(args.quick, args.only, args.models, args.repeats)
+    payload = {
+        "backend": backend,
+        "quick": args.quick,
+        "machine": info,
+        "load_average_end": load_average(),
+        "wall_seconds": time.perf_counter() - start,
+        "results": records,
+    }
+    print()
+    print(table(records))
+    print(f"\nload average at the end: {payload['load_average_end']}; "
+          f"{payload['wall_seconds']:.0f} s in all")
+    if not finite_numbers(records):
+        sys.exit("Some benchmark produced a non-finite number.")
+    path = args.json or (None if args.quick else RESULTS / f"{backend}.json")
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, indent=1) + "\n")
+        print(f"written: {path}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
