@@ -8,45 +8,65 @@ import sys
 
 
 def _demo(args) -> int:
-    """Offline end to end: data, training, then what the trained convnet learned."""
+    """Offline end to end: data, training, then the galleries of what the convnets learned."""
+    import html
+
     import numpy as np
-    import skimage.data
 
     import convviz
     from convviz import data, models, training
+    from convviz.gallery import _check_out_dir
 
-    out = os.path.abspath(args.out)
-    os.makedirs(out, exist_ok=True)
-    dataset = data.ensure_offline_dataset(args.data)
+    out = _check_out_dir(args.out, args.overwrite)
+    # An existing folder is the user's data, used as it is (any size, or the Kaggle
+    # subsets); otherwise convviz generates its offline dataset there.
+    if args.data is not None and os.path.isdir(args.data):
+        dataset = args.data
+    else:
+        dataset = data.ensure_offline_dataset(args.data)
     print(f"Offline shapes dataset: {dataset}")
     splits = data.load_datasets(dataset, image_size=(180, 180), batch_size=32)
+    out.mkdir(parents=True, exist_ok=True)
     result = training.fit(
         models.small_convnet(), splits.train, splits.validation, epochs=args.epochs,
-        checkpoint_path=os.path.join(out, "small_convnet.keras"), test_ds=splits.test,
+        checkpoint_path=str(out / "small_convnet.keras"), test_ds=splits.test,
     )
-    model = result.model
-    training.plot_history(result.history, save=os.path.join(out, "history.png"))
+    training.plot_history(result.history, save=str(out / "history.png"))
 
-    acts = convviz.activations(model, skimage.data.chelsea())
-    convviz.plot.activations(acts, save=os.path.join(out, "activations_chelsea.png"))
-
-    images = np.concatenate([batch for batch, _ in splits.test.take(1)])[:8]
-    explained = convviz.Inspector(model).gradcam(images)
     names = splits.test.class_names
-    titles = [
-        f"{names[c]} p={p[0] if c == 1 else 1 - p[0]:.2f}"
-        for c, p in zip(explained.class_index, explained.predictions)
-    ]
-    convviz.plot.gradcam(images, explained.heatmaps, titles=titles, save=os.path.join(out, "gradcam.png"))
-
-    table = convviz.sparsity(model, splits.test)
-    table.to_csv(os.path.join(out, "sparsity.csv"))
-    table.plot(save=os.path.join(out, "sparsity.png"))
-    print(table)
+    # Two test images of each class, so both sides of the sigmoid are explained.
+    chosen: dict[int, list] = {c: [] for c in range(len(names))}
+    for batch, labels in splits.test:
+        for image, label in zip(np.asarray(batch), np.asarray(labels).ravel()):
+            if len(chosen[int(label)]) < 2:
+                chosen[int(label)].append(image)
+        if all(len(v) == 2 for v in chosen.values()):
+            break
+    small = convviz.gallery(
+        result.model, [im for c in chosen for im in chosen[c]], out / "gallery", class_names=names,
+        image_names=[f"test {names[c]} {k + 1}" for c in chosen for k in range(len(chosen[c]))],
+        sparsity_data=splits.test, filter_steps=args.filter_steps, overwrite=True,
+    )
+    links = [("gallery/index.html", f"The small convnet trained on the shapes data ({result.test_accuracy:.1%} test accuracy)")]
+    try:
+        convviz.gallery(
+            "efficientnet_lite0", ["skimage:chelsea", "skimage:coffee"], out / "lite0_gallery",
+            filter_steps=args.filter_steps, overwrite=True,
+        )
+        links.append(("lite0_gallery/index.html", "EfficientNet-Lite0 with ImageNet weights on scikit-image photos"))
+    except convviz.errors.WeightsUnavailableError as err:
+        print(f"Skipping the EfficientNet-Lite0 gallery: {err}")
+    items = "".join(f'<li><a href="{href}">{html.escape(text)}</a></li>' for href, text in links)
+    (out / "index.html").write_text(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>convviz demo</title></head>"
+        f"<body><h1>convviz demo</h1><ul>{items}</ul><h2>Training</h2>"
+        "<img src=\"history.png\" alt=\"training curves\" style=\"max-width:100%\"></body></html>\n",
+        encoding="utf-8",
+    )
     print(
         f"\nTest accuracy {result.test_accuracy:.1%} (best epoch {result.best_epoch}).\n"
-        f"Model:   {result.checkpoint_path}\nCurves:  {os.path.join(out, 'history.png')}\n"
-        f"Figures: activations_chelsea.png, gradcam.png, sparsity.png in {out}"
+        f"Model:     {result.checkpoint_path}\nGalleries: {out / 'index.html'} "
+        f"({len(small.figures)} figures for the small convnet)"
     )
     return 0
 
@@ -79,15 +99,24 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="train the chapter's small convnet on offline data and draw what it learned",
         description="Generate convviz's offline shapes dataset (if absent), train the chapter's "
-        "small convnet on it (best checkpoint on val_loss), and write its training curves, the "
-        "activation grids of skimage.data.chelsea(), Grad-CAM overlays of test images and the "
-        "sparsity curve.",
+        "small convnet on it (best checkpoint on val_loss), and write its training curves and "
+        "its gallery (activation grids, filter patterns, Grad-CAM on test images of both classes, "
+        "sparsity over the test set) to OUT/gallery; with convviz[lite0] installed, also the "
+        "gallery of the ImageNet-pretrained EfficientNet-Lite0 on skimage's chelsea and coffee "
+        "photos (OUT/lite0_gallery). OUT/index.html links them.",
     )
     demo.add_argument("--out", default="convviz_demo", help="output folder (default: %(default)s)")
+    demo.add_argument("--overwrite", action="store_true", help="reuse a non-empty output folder")
+    demo.add_argument(
+        "--filter-steps", type=int, default=30, metavar="N",
+        help="gradient-ascent steps for the filter patterns (default: %(default)s)",
+    )
     demo.add_argument("--epochs", type=int, default=10, help="training epochs (default: %(default)s)")
     demo.add_argument(
         "--data", default=None,
-        help="dataset folder (default: $CONVVIZ_DATA or the Keras cache's datasets/convviz_shapes)",
+        help="an existing dataset folder with train/validation/test subfolders (used as it is), or "
+        "where to generate the offline dataset (default: $CONVVIZ_DATA or the Keras cache's "
+        "datasets/convviz_shapes)",
     )
     demo.set_defaults(func=_demo)
 

@@ -173,8 +173,11 @@ def load_images(specs: Sequence) -> tuple[list[np.ndarray], list[str]]:
     """
     from convviz._inputs import to_batch
 
-    if isinstance(specs, (str, os.PathLike, np.ndarray)):
+    if isinstance(specs, (str, os.PathLike)):
         specs = [specs]
+    elif hasattr(specs, "shape"):  # one array: a single image or a batch
+        batch = to_batch(specs)
+        return list(batch), [f"image {i + 1}" for i in range(len(batch))]
     images, names = [], []
     for i, spec in enumerate(specs):
         if isinstance(spec, str) and spec.startswith("skimage:"):

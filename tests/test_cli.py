@@ -15,10 +15,16 @@ def test_demo_writes_model_curves_and_figures(tmp_path, monkeypatch):
     from convviz import data
 
     small = data.make_offline_dataset(tmp_path / "data", n_train=16, n_val=8, n_test=8)
-    assert cli.main(["demo", "--out", str(tmp_path / "out"), "--epochs", "1", "--data", str(small)]) == 0
-    written = {p.name for p in (tmp_path / "out").iterdir()}
-    assert {"small_convnet.keras", "history.png", "activations_chelsea.png", "gradcam.png",
-            "sparsity.png", "sparsity.csv"} <= written
+    out = tmp_path / "out"
+    assert cli.main(["demo", "--out", str(out), "--epochs", "1", "--data", str(small), "--filter-steps", "2"]) == 0
+    written = {p.name for p in out.iterdir()}
+    assert {"small_convnet.keras", "history.png", "index.html", "gallery", "lite0_gallery"} <= written
+    page = (out / "gallery" / "index.html").read_text()
+    assert "test circle" in page and "test triangle" in page
+    assert len(list((out / "gallery" / "gradcam").glob("*.png"))) == 4
+    assert "tiger cat" in (out / "lite0_gallery" / "index.html").read_text()
+    # A second run refuses the non-empty folder unless told to overwrite.
+    assert cli.main(["demo", "--out", str(out), "--epochs", "1", "--data", str(small)]) == 2
 
 
 def test_help_lists_every_command(capsys):

@@ -188,6 +188,9 @@ def test_load_images_reads_scikit_image_photos_and_files(tmp_path):
     assert np.array_equal(images[0], skimage.data.coffee())
     assert np.array_equal(images[1], np.asarray(Image.open(paths[0])))
     assert names == ["coffee", "photo0", "photo0 (2)"]
+    batch = random_images(3, size=(8, 8))
+    images, names = load_images(batch)
+    assert len(images) == 3 and np.array_equal(images[2], batch[2]) and names[2] == "image 3"
     with pytest.raises(InputError, match="chelsea"):
         load_images(["skimage:chelse"])
 
@@ -241,6 +244,7 @@ def test_every_image_loads_in_headless_chromium(tmp_path):
             pytest.fail("CONVVIZ_REQUIRE_BROWSER is set but no chromium is installed")
         pytest.skip("chromium is not installed (apt-get install chromium)")
     result = convviz.gallery(tiny_model(), random_images(2, size=(32, 32)), tmp_path / "g", **FAST)
+    assert len(result.files("gradcam")) == 2
     harness = tmp_path / "harness.html"
     harness.write_text(HARNESS.format(src="g/index.html"))
     run = subprocess.run(
