@@ -27,8 +27,8 @@ extensions = [
 ]
 
 exclude_patterns = ["_build", "_ext", "_convviz_cache", "Thumbs.db", ".DS_Store"]
-templates_path = ["_templates"]
 html_static_path = ["_static"]
+html_css_files = ["convviz.css"]
 
 # -- autodoc / numpydoc -------------------------------------------------------------
 
