@@ -45,17 +45,17 @@ def digits_stand_in():
 
 try:
     (train_images, train_labels), (test_images, test_labels) = keras.datasets.mnist.load_data()
-    source = "MNIST (keras.datasets.mnist)"
+    source, why = "MNIST (keras.datasets.mnist)", ""
     if not epochs:  # the quick build trains on part of it
         train_images, train_labels = train_images[:10000], train_labels[:10000]
 except Exception as err:  # Keras reports a failed download as a plain Exception
     (train_images, train_labels), (test_images, test_labels) = digits_stand_in()
-    source = (
-        "scikit-learn's handwritten digits, upscaled to 28 x 28 - MNIST could not be "
-        f"downloaded: {str(err).splitlines()[0]}"
-    )
+    source = "scikit-learn's handwritten digits, upscaled to 28 x 28 (a stand-in for MNIST)"
+    why = f"MNIST could not be downloaded: {str(err).splitlines()[0]}"
 
 print(f"Data: {source}")
+if why:
+    print(f"      {why}")
 print(f"{len(train_images)} training and {len(test_images)} test images of shape {train_images.shape[1:]}")
 
 # %%
@@ -95,7 +95,7 @@ x_test = test_images.reshape((-1, 28, 28, 1)).astype("float32") / 255
 epochs = epochs or (5 if source.startswith("MNIST") else 20)
 model.fit(x_train, train_labels, epochs=epochs, batch_size=64, verbose=2)
 test_loss, test_acc = model.evaluate(x_test, test_labels, verbose=0)
-print(f"Test accuracy: {test_acc:.3f}  ({source.split(' - ')[0]})")
+print(f"Test accuracy: {test_acc:.3f} on {source}")
 
 # %%
 # What the layers see

@@ -56,6 +56,7 @@ else:
 image_size = tuple(model.input_shape[1:3])
 print(f"Data:  {source}")
 print(f"Model: small_convnet at {image_size[0]} x {image_size[1]} pixels, {origin}")
+# sphinx_gallery_thumbnail_number = 6
 
 # %%
 # The test split, unshuffled, so its ``file_paths`` line up with its images:
