@@ -16,11 +16,12 @@ same image size, batch size, number of epochs and seed for every run:
 
 Every run trains with ``convviz.training.fit`` (best epoch on val_loss, reloaded) and is
 then evaluated on the test split. ``train_s`` counts everything before testing (for
-feature extraction: extracting the train and validation features plus fitting the
-head); ``test_s`` the test split's forward passes. Results are printed and written as
-JSON.
+feature extraction: building the base, extracting the train and validation features
+and fitting the head); ``test_s`` the test split's forward passes. Results are
+printed and written as JSON (default ``benchmarks/results/transfer/<backend>.json``,
+with the machine and its load average before and after).
 
-    KERAS_BACKEND=tensorflow python benchmarks/transfer.py [--epochs 5] [--quick]
+    KERAS_BACKEND=tensorflow python benchmarks/transfer.py [--epochs 5] [--quick] [--json PATH]
     python benchmarks/transfer.py --data-dir dogs_vs_cats_small   # the chapter's data
 """
 
@@ -28,18 +29,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
-import platform
 import tempfile
 import time
 
 import keras  # noqa: I001
 import numpy as np
-from common import machine
+from common import load_average, machine, machine_info
 
 from convviz import data, models, training
 
+RESULTS = pathlib.Path(__file__).parent / "results" / "transfer"
 RUNS = ("lite0_features", "lite0_end_to_end", "scratch", "scratch_augmented", "lite0_random_features")
 DEFAULT_RUNS = RUNS[:3]
 # A small dataset of its own for --quick: the default one is left as it is.
@@ -127,7 +127,9 @@ def main(argv=None):
         help=f"comma-separated, from {', '.join(RUNS)}; or 'all'",
     )
     parser.add_argument("--data-dir", help="another dataset in the same layout (e.g. the Kaggle subsets)")
-    parser.add_argument("--json", help="output file (default bench_results/transfer_<backend>.json)")
+    parser.add_argument(
+        "--json", help="output file (default benchmarks/results/transfer/<backend>.json; none with --quick)"
+    )
     parser.add_argument("--verbose", type=int, default=0, help="Keras' fit verbosity")
     parser.add_argument(
         "--quick", action="store_true",
@@ -150,6 +152,7 @@ def main(argv=None):
     dataset = json.loads(manifest.read_text()) if manifest.is_file() else {"path": str(data_dir)}
 
     backend = keras.backend.backend()
+    info = machine_info()
     print(
         f"{machine()}; {data_dir}; {args.image_size} px, batch {args.batch_size}, "
         f"{args.epochs} epochs, seed {args.seed}"
@@ -178,14 +181,7 @@ def main(argv=None):
     record = {
         "benchmark": "transfer",
         "backend": backend,
-        "keras": keras.__version__,
-        "machine": {
-            "summary": machine(),
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "python": platform.python_version(),
-        },
+        "machine": {**info, "load_average_after": load_average()},
         "dataset": dataset,
         "data_dir": str(data_dir),
         "image_size": args.image_size,
@@ -197,10 +193,12 @@ def main(argv=None):
     if pretrained and "scratch" in results:
         record["pretrained_beats_scratch"] = max(pretrained) > results["scratch"]["test_accuracy"]
         print(f"pretrained base beats scratch: {record['pretrained_beats_scratch']}")
-    out = pathlib.Path(args.json or f"bench_results/transfer_{backend}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"wrote {out}")
+    out = args.json or (None if args.quick else RESULTS / f"{backend}.json")
+    if out is not None:
+        out = pathlib.Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(record, indent=1) + "\n")
+        print(f"wrote {out}")
     return record
 
 

@@ -493,7 +493,7 @@ def test_efficientnet_lite0_feature_extractor_architecture_and_forward():
         models.efficientnet_lite0_feature_extractor((64, 64), weights=None, dropout=-0.1)
 
 
-def test_lite0_frozen_base_is_unchanged_by_fit():
+def test_lite0_frozen_base_is_unchanged_by_fit(tmp_path):
     model = models.efficientnet_lite0_feature_extractor((64, 64), weights=None)
     base = model.get_layer("efficientnet_lite0")
     before, head_before = _weights(base), _weights(model.get_layer("dense"))
@@ -505,6 +505,16 @@ def test_lite0_frozen_base_is_unchanged_by_fit():
     for a, b in zip(before, _weights(base), strict=True):
         np.testing.assert_array_equal(a, b)
     assert any(not np.array_equal(a, b) for a, b in zip(head_before, _weights(model.get_layer("dense"))))
+
+    # training.fit reloads its checkpoint: the reloaded model predicts the same and
+    # fine-tunes the same way.
+    model.save(tmp_path / "lite0.keras")
+    again = keras.models.load_model(tmp_path / "lite0.keras")
+    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    models.unfreeze_top_layers(again, 3)
+    assert [layer.name for layer in again.get_layer("efficientnet_lite0").layers if layer.trainable] == [
+        "top_conv", "top_activation",
+    ]
 
 
 def test_unfreeze_top_layers_fine_tunes_lite0():
