@@ -1,21 +1,135 @@
-"""Value and gradient of a scalar objective: the only backend-specific code in convviz.
+"""Compiled inference and gradients: the only backend-specific code in convviz.
 
-Everything else is written with ``keras.ops``. Here each backend differentiates in
-its own way and compiles where it can:
+Everything else is written with ``keras.ops``. Here each backend runs the model
+(:func:`inference_function`) and differentiates (:func:`gradient_step`,
+:func:`ascent_step`) in its own way, compiling where it can:
 
 - TensorFlow: ``tf.GradientTape`` inside a ``tf.function``;
 - JAX: ``jax.value_and_grad`` under ``jax.jit``, with the model's weights passed in
   as arguments (``stateless_call``) so they are not baked into the compiled code and
   a model that keeps training still gets correct gradients;
-- PyTorch: ``torch.autograd.grad`` in eager mode.
+- PyTorch: ``torch.autograd.grad`` in eager mode, with the model's parameters
+  set not to require gradients for the duration of the step
+  (:func:`_frozen_parameters`), so autograd records only what lies between the
+  differentiated input and the objective.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Callable
 
 import keras
 import numpy as np
+
+# XLA's CPU compiler hands convolutions to the YNNPACK library ("library fusion"). For a
+# plain forward pass that is a win: the whole conv base becomes one fused, tiled kernel
+# that never writes a full feature map to memory. For a program that must return many
+# feature maps it is a loss: each convolution becomes its own library call with the
+# bias and activation in a separate pass over its output (2-3x slower than XLA's own
+# code for such programs on the small convnet and VGG16). Inference programs that
+# return feature maps are therefore compiled without it.
+_JAX_FEATURE_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+def inference_function(model: keras.Model) -> Callable:
+    """Build ``run(batch) -> list of numpy arrays``: the model's outputs, compiled.
+
+    The model runs in inference mode (``training=False``), compiled once per input
+    shape (``tf.function``; ``jax.jit`` with the weights passed as arguments; PyTorch
+    eager under ``torch.no_grad``). Unlike ``model.predict_on_batch``, the outputs are
+    not copied: each array is a read-only view of the backend's own output buffer,
+    which matters when the outputs are large feature maps.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A single-input model.
+
+    Returns
+    -------
+    callable
+        ``run(batch)`` with ``batch`` a float32 numpy array; returns the model's
+        outputs, flattened to a list, as read-only numpy arrays.
+
+    Examples
+    --------
+    >>> import keras, numpy as np
+    >>> m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    >>> (out,) = inference_function(m)(np.ones((4, 3), "float32"))
+    >>> out.shape, out.flags.writeable
+    ((4, 2), False)
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        call = _tensorflow_inference(model)
+    elif backend == "jax":
+        call = _jax_inference(model)
+    elif backend == "torch":
+        call = _torch_inference(model)
+    else:
+        raise NotImplementedError(f"convviz has no inference function for the {backend!r} backend.")
+
+    def run(batch):
+        outputs = [np.asarray(t) for t in call(np.asarray(batch, dtype=np.float32))]
+        for a in outputs:
+            a.flags.writeable = False  # already so for TensorFlow and JAX; alike everywhere
+        return outputs
+
+    return run
+
+
+def _tensorflow_inference(model):
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def call(x):
+        return keras.tree.flatten(model(x, training=False))
+
+    # np.asarray on the results shares their memory (EagerTensor.numpy() would copy).
+    return lambda batch: call(tf.convert_to_tensor(batch))
+
+
+@functools.cache
+def _jax_feature_options() -> dict | None:
+    """``_JAX_FEATURE_OPTIONS`` if this jaxlib knows them (they are experimental), else None."""
+    import jax
+
+    try:
+        jax.jit(lambda x: x + 1, compiler_options=_JAX_FEATURE_OPTIONS).lower(np.float32(0)).compile()
+    except Exception:  # jaxlib raises its own error types for unknown options
+        return None
+    return _JAX_FEATURE_OPTIONS
+
+
+def _jax_inference(model):
+    import jax
+
+    def call(trainable, non_trainable, x):
+        outputs, _ = model.stateless_call(trainable, non_trainable, x, training=False)
+        return keras.tree.flatten(outputs)
+
+    compiled = jax.jit(call, compiler_options=_jax_feature_options())
+
+    def run(batch):
+        # Fetched per call: Keras' own predict donates and replaces the weight buffers.
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+        return compiled(trainable, non_trainable, batch)
+
+    return run
+
+
+def _torch_inference(model):
+    import torch
+
+    def call(batch):
+        with torch.no_grad():
+            outputs = model(keras.ops.convert_to_tensor(batch), training=False)
+        return [t.detach().cpu() for t in keras.tree.flatten(outputs)]
+
+    return call
 
 
 def gradient_step(model: keras.Model, objective: Callable, wrt: int = 0) -> Callable:
@@ -105,6 +219,26 @@ def _jax_step(model, objective, wrt):
     return run
 
 
+@contextlib.contextmanager
+def _frozen_parameters(model):
+    """PyTorch: parameters stop requiring gradients inside the block, then are restored.
+
+    Only gradients with respect to an input are ever asked for; but while a parameter
+    requires a gradient, autograd records every operation that uses it, keeping its
+    input alive. For Grad-CAM's gradient into a deep layer that is the whole conv base
+    in front of it, recorded for nothing (the torch backward never reaches it).
+    """
+    params = [v.value for v in model.variables]
+    params = [p for p in params if getattr(p, "requires_grad", False)]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
 def _torch_step(model, objective, wrt):
     import torch
 
@@ -112,9 +246,10 @@ def _torch_step(model, objective, wrt):
         inputs = [keras.ops.convert_to_tensor(np.asarray(x, dtype="float32")) for x in inputs]
         inputs[wrt] = inputs[wrt].detach().requires_grad_(True)
         extra = [keras.ops.convert_to_tensor(e) if isinstance(e, np.ndarray) else e for e in extra]
-        outputs = model(_model_inputs(inputs), training=False)
-        value = objective(outputs, *extra)
-        (grad,) = torch.autograd.grad(value, inputs[wrt])
+        with torch.enable_grad(), _frozen_parameters(model):
+            outputs = model(_model_inputs(inputs), training=False)
+            value = objective(outputs, *extra)
+            (grad,) = torch.autograd.grad(value, inputs[wrt])
         outputs = keras.tree.map_structure(lambda t: t.detach(), outputs)
         return value.detach(), grad, outputs
 
@@ -224,7 +359,7 @@ def _torch_ascent(model, objective, update, transform):
     def run(x, *extra):
         x = keras.ops.convert_to_tensor(x, dtype="float32").detach().requires_grad_(True)
         extra = [keras.ops.convert_to_tensor(e) if isinstance(e, np.ndarray) else e for e in extra]
-        with torch.enable_grad():
+        with torch.enable_grad(), _frozen_parameters(model):
             value, aux = objective(model(transform(x, *extra), training=False), x, *extra)
             (grad,) = torch.autograd.grad(value, x)
         with torch.no_grad():

@@ -33,7 +33,10 @@ def activations(model, img, layers=None, *, batch_size: int = 32) -> dict[str, n
     -------
     dict[str, numpy.ndarray]
         Ordered shallow to deep: layer name -> array with a leading batch axis,
-        e.g. ``(1, 178, 178, 32)`` for one image through a 3x3 convolution.
+        e.g. ``(1, 178, 178, 32)`` for one image through a 3x3 convolution. The
+        arrays are read-only: they share memory with the backend's output buffers
+        rather than copying feature maps that can take gigabytes (``.copy()`` one to
+        modify it in place).
 
     Raises
     ------

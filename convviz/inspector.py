@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from convviz import _layers
+from convviz._autodiff import inference_function
 from convviz._inputs import to_batch
 from convviz.errors import InputError, ModelStructureError
 
@@ -251,21 +252,24 @@ class Inspector:
 
     # -- activations ------------------------------------------------------------------
 
+    def inference(self, model: keras.Model, key) -> Callable:
+        """``run(batch) -> list of numpy arrays`` for ``model``, compiled once and cached
+        under ``key`` (see :func:`convviz._autodiff.inference_function`)."""
+        return self.cached(("inference", key), lambda: inference_function(model))
+
     def activations(self, images, layers=None, batch_size: int = 32) -> dict[str, np.ndarray]:
         """Layer outputs for ``images``; see :func:`convviz.activations`."""
         batch = self.prepare(images)
-        model = self.feature_model(layers)
         names = self.select_layers(layers)
-        # keras.tree.flatten: a one-output model returns a bare array, not a list.
-        chunks = [
-            keras.tree.flatten(model.predict_on_batch(batch[i : i + batch_size]))
-            for i in range(0, len(batch), batch_size)
-        ]
+        run = self.inference(self.feature_model(names), ("features", tuple(names)))
+        chunks = [run(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)]
         if len(chunks) == 1:
             arrays = chunks[0]
         else:
             arrays = [np.concatenate(parts, axis=0) for parts in zip(*chunks)]
-        return dict(zip(names, (np.asarray(a) for a in arrays)))
+            for a in arrays:
+                a.flags.writeable = False  # as for one chunk: the same for every batch size
+        return dict(zip(names, arrays))
 
 
 def _info(tap: _layers.Tap) -> LayerInfo:

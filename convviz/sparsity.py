@@ -150,8 +150,11 @@ def _write(text: str, path) -> str:
     return text
 
 
-def _stats_model(inspector: Inspector, layers, threshold: float) -> tuple[keras.Model, list[str]]:
-    """Per image and channel: count of active positions and sum of values, per layer."""
+def _stats_model(inspector: Inspector, layers, threshold: float):
+    """Per image and channel: count of active positions and sum of values, per layer.
+
+    Returns the model, the layer names and the model's cache key.
+    """
     names = inspector.select_layers(layers)
     features = inspector.feature_model(names)
 
@@ -164,7 +167,8 @@ def _stats_model(inspector: Inspector, layers, threshold: float) -> tuple[keras.
             outputs.append(keras.ops.sum(tensor, axis=spatial) if spatial else tensor)
         return keras.Model(features.input, outputs, name="convviz_sparsity")
 
-    return inspector.cached(("sparsity", tuple(names), float(threshold)), build), names
+    key = ("sparsity", tuple(names), float(threshold))
+    return inspector.cached(key, build), names, key
 
 
 def _is_stream(data) -> bool:
@@ -246,7 +250,8 @@ def sparsity(
     if threshold is None or not np.isfinite(threshold):
         raise InputError(f"threshold must be a finite number, got {threshold!r}.")
     inspector = Inspector.of(model)
-    stats_model, names = _stats_model(inspector, layers, threshold)
+    stats_model, names, key = _stats_model(inspector, layers, threshold)
+    run = inspector.inference(stats_model, key)
     features = keras.tree.flatten(inspector.feature_model(names).outputs)
     shapes = [tuple(t.shape[1:]) for t in features]
     channels = [s[-1] for s in shapes]
@@ -259,7 +264,7 @@ def sparsity(
     show = _is_stream(data) if verbose == "auto" else bool(verbose)
     progress = keras.utils.Progbar(_steps(data), unit_name="batch") if show else None
     for step, batch in enumerate(_batches(inspector, data, batch_size), start=1):
-        outputs = [np.asarray(o, np.float64) for o in keras.tree.flatten(stats_model.predict_on_batch(batch))]
+        outputs = [np.asarray(o, np.float64) for o in run(batch)]
         for k in range(len(names)):
             counts, sums = outputs[2 * k], outputs[2 * k + 1]
             active[k] += counts.sum(axis=0)

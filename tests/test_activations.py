@@ -118,6 +118,23 @@ def test_resizes_to_model_input_and_batches_in_chunks():
         np.testing.assert_allclose(acts[name][4], one[name][0], atol=ATOL)
 
 
+def test_arrays_are_read_only_views_for_one_chunk_and_many():
+    model = small_convnet(96)
+    images = random_images(3, (96, 96))
+    one_chunk = convviz.activations(model, images)
+    chunked = convviz.activations(model, images, batch_size=2)
+    for acts in (one_chunk, chunked):
+        for name, value in acts.items():
+            assert not value.flags.writeable, name
+            with pytest.raises(ValueError, match="read-only"):
+                value[...] = 0
+    _assert_matches_reference(chunked, model, images)
+    # A copy is an ordinary array.
+    copy = one_chunk["conv2d"].copy()
+    copy[...] = 0
+    assert copy.flags.writeable
+
+
 def test_inspector_is_cached_on_the_model_and_reuses_feature_models():
     model = small_convnet(96)
     inspector = convviz.Inspector.of(model)

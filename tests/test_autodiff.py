@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from convviz._autodiff import gradient_step
+from convviz import _autodiff
+from convviz._autodiff import gradient_step, inference_function
 
 
 def _smooth_model():
@@ -76,3 +77,69 @@ def test_inference_mode_dropout_off():
     _, grad, _ = step([x])
     kernel = keras.ops.convert_to_numpy(model.layers[-1].kernel)[:, 0]
     np.testing.assert_allclose(keras.ops.convert_to_numpy(grad), np.tile(kernel, (4, 1)), rtol=1e-5)
+
+
+def _two_output_model():
+    inputs = keras.Input((8, 8, 3))
+    features = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(features)
+    x = keras.layers.Dropout(0.5)(x)
+    scores = keras.layers.Dense(2, name="dense")(x)
+    return keras.Model(inputs, [features, scores])
+
+
+@pytest.mark.parametrize("n", [3, 1])
+def test_inference_function_equals_the_model_call(n):
+    model = _two_output_model()
+    run = inference_function(model)
+    x = np.random.default_rng(n).normal(size=(n, 8, 8, 3)).astype("float32")
+    run(np.zeros((2, 8, 8, 3), "float32"))  # another batch size first: no stale trace
+    features, scores = run(x)
+    expected = [keras.ops.convert_to_numpy(t) for t in model(x, training=False)]
+    np.testing.assert_allclose(features, expected[0], atol=1e-6)
+    np.testing.assert_allclose(scores, expected[1], atol=1e-6)
+    assert isinstance(features, np.ndarray) and not features.flags.writeable
+
+
+def test_inference_function_sees_new_weights_and_predict_in_between():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, use_bias=False)])
+    run = inference_function(model)
+    x = np.array([[1.0, 2.0]], "float32")
+    run(x)
+    model.layers[0].kernel.assign(np.array([[3.0], [-4.0]], "float32"))
+    # Keras' own predict replaces the weight buffers on JAX (donation).
+    model.predict_on_batch(x)
+    np.testing.assert_allclose(run(x)[0], [[-5.0]])
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="XLA compiler options are JAX's")
+def test_jax_feature_options_are_known_or_dropped():
+    options = _autodiff._jax_feature_options()
+    assert options in (None, _autodiff._JAX_FEATURE_OPTIONS)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="autograd bookkeeping is PyTorch's")
+def test_torch_step_freezes_parameters_only_during_the_step():
+    model = _smooth_model()
+    model.layers[1].trainable = False  # a frozen layer must stay frozen
+    before = [v.value.requires_grad for v in model.variables]
+    assert any(before) and not all(before)
+    seen = []
+
+    def objective(outputs, weights):
+        seen.append([v.value.requires_grad for v in model.variables])
+        return keras.ops.sum(outputs * weights)
+
+    x = np.random.default_rng(0).normal(size=(2, 5, 5, 2)).astype("float32")
+    weights = np.array([1.0, -2.0], dtype="float32")
+    _, grad, _ = gradient_step(model, objective)([x], weights)
+    assert seen == [[False] * len(before)]
+    assert [v.value.requires_grad for v in model.variables] == before
+    assert np.abs(keras.ops.convert_to_numpy(grad)).sum() > 0
+
+    def failing(outputs, weights):
+        raise RuntimeError("objective failed")
+
+    with pytest.raises(RuntimeError, match="objective failed"):
+        gradient_step(model, failing)([x], weights)
+    assert [v.value.requires_grad for v in model.variables] == before
