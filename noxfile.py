@@ -47,9 +47,9 @@ def docs(session):
 
 @nox.session
 def lint(session):
-    """ruff on the package, tests, benchmarks and this file."""
+    """ruff on the package, tests, benchmarks, tutorials, the docs' Python and this file."""
     session.install("ruff==0.17.6")
-    session.run("ruff", "check", "convviz", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "convviz", "tests", "benchmarks", "tutorials", "docs/conf.py", "docs/_ext", "noxfile.py")
 
 
 @nox.session
