@@ -96,6 +96,15 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _virtual() -> bool:
+    """True on a virtual machine (the CPU flags say so on Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and " hypervisor" in line for line in f)
+    except OSError:
+        return False
+
+
 def _ram_bytes() -> int | None:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -128,6 +137,7 @@ def machine_info() -> dict:
     return {
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
+        "virtual": _virtual(),
         "ram_gib": round(ram / 2**30, 1) if ram else None,
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),

@@ -1,0 +1,260 @@
+"""The docs' Performance page from the benchmark results of each backend.
+
+Reads ``benchmarks/results/<backend>.json`` (written by ``run.py`` / ``nox -s bench``)
+and ``benchmarks/results/notes.rst`` (hand-written: where the time goes for each
+missed target), writes ``docs/performance.rst`` (the machine, the targets table, the
+median times) and ``docs/_static/performance.png`` (a bar chart of the ratios against
+their targets). The docs build only includes these files; it runs no benchmark.
+
+    python benchmarks/report.py [--results DIR] [--docs DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+
+import numpy as np
+from matplotlib.figure import Figure
+
+HERE = pathlib.Path(__file__).resolve().parent
+BACKENDS = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
+COLORS = {"tensorflow": "#e8710a", "jax": "#1a73e8", "torch": "#9334e6"}
+CHART = "performance.png"
+
+
+def load(folder: pathlib.Path) -> dict[str, dict]:
+    """backend -> payload, for each full (not --quick) result file present."""
+    found = {}
+    for backend in BACKENDS:
+        path = folder / f"{backend}.json"
+        if path.exists():
+            payload = json.loads(path.read_text())
+            if not payload.get("quick"):
+                found[backend] = payload
+    return found
+
+
+def target_rows(results: dict[str, dict]) -> list[tuple[str, str, dict]]:
+    """(target name, model, {backend: target dict}) in the order the benchmarks ran."""
+    rows: dict[tuple[str, str], dict] = {}
+    for backend, payload in results.items():
+        for rec in payload["results"]:
+            for t in rec["targets"]:
+                rows.setdefault((t["name"], rec["model"]), {})[backend] = t
+    first: dict[str, int] = {}
+    for name, _ in rows:
+        first.setdefault(name, len(first))
+    # Grouped by target (in order of first appearance); sorted() is stable, so the
+    # models keep the order they ran in.
+    ranked = sorted(rows, key=lambda key: first[key[0]])
+    return [(name, model, rows[(name, model)]) for name, model in ranked]
+
+
+def _cell(t: dict | None) -> str:
+    if t is None:
+        return "--"
+    return f"{t['value']:.2f} {'✓' if t['met'] else '✗ missed'}"
+
+
+def _fmt_time(seconds: float) -> str:
+    if seconds < 1e-2:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e3:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def _list_table(header: list[str], rows: list[list[str]], widths: str) -> list[str]:
+    lines = [".. list-table::", "   :header-rows: 1", f"   :widths: {widths}", ""]
+    for row in [header, *rows]:
+        lines.append(f"   * - {row[0]}")
+        lines.extend(f"     - {cell}" for cell in row[1:])
+    return lines + [""]
+
+
+def _machine_lines(results: dict[str, dict]) -> list[str]:
+    first = next(iter(results.values()))["machine"]
+    lines = [
+        f"All numbers come from one run per backend on **{first['cpu']}**"
+        f"{' (a virtual machine)' if first.get('virtual') else ''}, "
+        f"{first['cores']} cores, {first['ram_gib']} GiB RAM, {first['os']}, "
+        f"Python {first['python']}, no GPU. The machine was shared with other work while "
+        "the benchmarks ran, so the load average (runnable processes; above the core "
+        "count means the benchmark did not have the CPU to itself) is given with each run:",
+        "",
+    ]
+    for backend, payload in results.items():
+        m = payload["machine"]
+        wanted = ("keras", {"torch": "torch", "jax": "jaxlib"}.get(backend, "tensorflow"), "numpy")
+        versions = ", ".join(f"{k} {m['versions'][k]}" for k in wanted if k in m["versions"])
+        lines.append(
+            f"- {BACKENDS[backend]}: {m['date']}, load average {m['load_average']} at the "
+            f"start and {payload['load_average_end']} at the end, "
+            f"{payload['wall_seconds'] / 60:.0f} min; {versions}."
+        )
+    return lines + [""]
+
+
+def times_rows(results: dict[str, dict]) -> list[list[str]]:
+    rows: dict[tuple[str, str], dict] = {}
+    for backend, payload in results.items():
+        for rec in payload["results"]:
+            if rec["times"]:
+                rows.setdefault((rec["benchmark"], rec["model"]), {})[backend] = rec["times"]
+    out = []
+    for (bench, model), by in rows.items():
+        cells = []
+        for backend in results:
+            times = by.get(backend)
+            cells.append(
+                "; ".join(f"{k} {_fmt_time(v)}" for k, v in times.items()) if times else "--"
+            )
+        out.append([bench, model, *cells])
+    return out
+
+
+def memory_lines(results: dict[str, dict]) -> list[str]:
+    lines = []
+    for backend, payload in results.items():
+        for rec in payload["results"]:
+            if rec["benchmark"] == "sparsity memory":
+                mem = ", ".join(f"{k} {v:.1f} MiB" for k, v in rec["memory_mib"].items())
+                lines.append(f"- {BACKENDS[backend]}, {rec['model']}: {mem}.")
+    if lines:
+        lines = [
+            "Peak memory of ``convviz.sparsity`` over a stream (resident set size above "
+            "its level before the call; Python allocations, numpy included, from "
+            "``tracemalloc``):",
+            "",
+            *lines,
+            "",
+        ]
+    return lines
+
+
+def chart(results: dict[str, dict], path: pathlib.Path) -> None:
+    """One panel per target: a bar per model and backend, the target as a dashed line."""
+    rows = target_rows(results)
+    names = list(dict.fromkeys(name for name, _, _ in rows))
+    cols = 3
+    nrows = -(-len(names) // cols)
+    fig = Figure(figsize=(4.2 * cols, 3.3 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, cols, squeeze=False).ravel()
+    width = 0.8 / max(1, len(results))
+    for ax, name in zip(axes, names):
+        models = [(model, by) for n, model, by in rows if n == name]
+        x = np.arange(len(models))
+        limit = None
+        for k, backend in enumerate(results):
+            values = [by[backend]["value"] if backend in by else np.nan for _, by in models]
+            ax.bar(x + (k - (len(results) - 1) / 2) * width, values, width,
+                   label=BACKENDS[backend], color=COLORS[backend])
+            limit = next((by[backend]["limit"] for _, by in models if backend in by), limit)
+        if limit is not None:
+            ax.axhline(limit, color="black", linestyle="--", linewidth=1, label="target")
+        ax.set_xticks(x, [model for model, _ in models], fontsize=8)
+        ax.set_title(name, fontsize=9)
+        ax.set_ylabel("ratio", fontsize=8)
+        ax.tick_params(axis="y", labelsize=8)
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+
+
+def page(results: dict[str, dict], notes: str) -> str:
+    backends = list(results)
+    lines = [
+        ".. This page is generated by benchmarks/report.py from benchmarks/results/*.json;",
+        "   edit benchmarks/results/notes.rst or the generator, not this file.",
+        "",
+        "Performance",
+        "===========",
+        "",
+        "How fast convviz's compiled, batched paths run next to a plain compiled forward "
+        "pass (``model.predict_on_batch``) on the same images, and next to the textbook "
+        "loops of the chapter. The targets: activations of every conv and pooling layer "
+        "within 1.15x a forward pass; Grad-CAM on a batch of 16 within 1.2x a forward "
+        "pass and at least 4x faster than the textbook eager per-image loop; filter "
+        "patterns within 1.15x the compiled forward+backward floor per filter-step and no "
+        "slower than the textbook one-filter-at-a-time compiled loop; sparsity over a "
+        "stream within 1.2x the forward pass over it, its peak memory for 2,000 images "
+        "within 1.2x that for 64.",
+        "",
+        "Models have random weights (``weights=None``; timing does not depend on the "
+        "weights): the chapter's small convnet and VGG16 with the chapter's classifier "
+        "head at 180 x 180, Xception with its ImageNet top at 299 x 299; filter patterns "
+        "on Xception's ``block3_sepconv1`` at 200 x 200, 64 filters, 30 steps. Warm-up "
+        "calls (compilation) are excluded, the callables compared are timed interleaved "
+        "in one process, and each number is a median over repeats.",
+        "",
+        "Machine",
+        "-------",
+        "",
+        *_machine_lines(results),
+        "Targets",
+        "-------",
+        "",
+        "Each cell is the measured ratio; ✓ when the target is met.",
+        "",
+        *_list_table(
+            ["Target", "Model", *(BACKENDS[b] for b in backends)],
+            [[name, model, *(_cell(by.get(b)) for b in backends)]
+             for name, model, by in target_rows(results)],
+            " ".join(["30", "16"] + ["18"] * len(backends)),
+        ),
+        f".. image:: _static/{CHART}",
+        "   :alt: Bar chart of each measured ratio per model and backend, with the target"
+        " as a dashed line.",
+        "",
+        "Median times",
+        "------------",
+        "",
+        "Per call (Grad-CAM's textbook: the per-image loop's time for the whole batch; "
+        "filters: per filter-step).",
+        "",
+        *_list_table(
+            ["Benchmark", "Model", *(BACKENDS[b] for b in backends)],
+            times_rows(results),
+            " ".join(["12", "16"] + ["24"] * len(backends)),
+        ),
+        *memory_lines(results),
+        "Reproduce",
+        "---------",
+        "",
+        ".. code-block:: bash",
+        "",
+        "   nox -s bench                  # every backend; JSON in benchmarks/results/",
+        "   python benchmarks/report.py   # this page and its chart",
+        "   KERAS_BACKEND=jax python benchmarks/run.py --only gradcam --models small",
+        "",
+        "``nox -s bench -- --quick`` is the short smoke run that CI also makes (in the "
+        "test suite), checking only that every benchmark runs and yields finite numbers.",
+        "",
+    ]
+    if notes.strip():
+        lines += ["Where the time goes", "-------------------", "", notes.strip(), ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> pathlib.Path:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=pathlib.Path, default=HERE / "results")
+    parser.add_argument("--docs", type=pathlib.Path, default=HERE.parent / "docs")
+    args = parser.parse_args(argv)
+    results = load(args.results)
+    if not results:
+        raise SystemExit(f"No full benchmark results in {args.results}: run `nox -s bench` first.")
+    notes_file = args.results / "notes.rst"
+    notes = notes_file.read_text() if notes_file.exists() else ""
+    chart(results, args.docs / "_static" / CHART)
+    out = args.docs / "performance.rst"
+    out.write_text(page(results, notes))
+    print(f"written: {out} and {args.docs / '_static' / CHART} ({', '.join(results)})")
+    return out
+
+
+if __name__ == "__main__":
+    main()
