@@ -6,7 +6,7 @@ producing it costs nothing and holds no more memory for 2,000 images than for 64
 - time: ``convviz.sparsity(model, stream)`` against ``model.predict_on_batch`` over
   the same stream, interleaved, medians. Target: <= 1.2x.
 - memory: the peak while ``convviz.sparsity`` streams ``n_large`` images vs
-  ``n_small`` images, each after a warm-up: resident set size above its level before
+  ``n_small`` images, after a warm-up: resident set size above its level before
   the call (sampled every 2 ms; covers the backend's buffers) and the peak of Python
   allocations (numpy included, ``tracemalloc``). Target: the RSS peak for the large
   stream <= 1.2x that for the small one.
@@ -70,9 +70,13 @@ def run_time(model, label, n, batch, repeats) -> list[dict]:
 
 
 def run_memory(model, label, n_small, n_large, batch) -> list[dict]:
+    if n_small % batch or n_large % batch:
+        raise ValueError("Whole batches only: a last, smaller batch would compile a new shape.")
+    # Warm-up (compilation, the allocator's first pools), so neither measurement pays it.
+    convviz.sparsity(model, Stream(model, n_small, batch), batch_size=batch, verbose=0)
+
     def measure(n):
         stream = Stream(model, n, batch)
-        convviz.sparsity(model, stream, batch_size=batch, verbose=0)  # warm-up
         gc.collect()
         table, rss, python = common.peak_memory(
             lambda: convviz.sparsity(model, stream, batch_size=batch, verbose=0)
