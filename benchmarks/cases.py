@@ -43,7 +43,7 @@ def _vgg16(size: int) -> keras.Model:
     x = keras.layers.Dense(256, name="dense")(x)
     x = keras.layers.Dropout(0.5, name="dropout")(x)
     outputs = keras.layers.Dense(1, activation="sigmoid", name="dense_1")(x)
-    return keras.Model(base.inputs, outputs, name="vgg16_classifier")
+    return keras.Model(base.inputs[0], outputs, name="vgg16_classifier")
 
 
 def _xception(size: int) -> keras.Model:
@@ -53,7 +53,7 @@ def _xception(size: int) -> keras.Model:
     base = keras.applications.Xception(weights=None, include_top=False, input_shape=(size, size, 3))
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(base.output)
     outputs = keras.layers.Dense(1000, activation="softmax", name="predictions")(x)
-    return keras.Model(base.inputs, outputs, name="xception")
+    return keras.Model(base.inputs[0], outputs, name="xception")
 
 
 CASES = {

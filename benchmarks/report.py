@@ -186,7 +186,8 @@ def page(results: dict[str, dict], notes: str) -> str:
         "Models have random weights (``weights=None``; timing does not depend on the "
         "weights): the chapter's small convnet and VGG16 with the chapter's classifier "
         "head at 180 x 180, Xception with its ImageNet top at 299 x 299; filter patterns "
-        "on Xception's ``block3_sepconv1`` at 200 x 200, 64 filters, 30 steps. Warm-up "
+        "on Xception's ``block3_sepconv1`` at 200 x 200, 64 filters, timed over 10 steps "
+        "(the time per step does not depend on their number). Warm-up "
         "calls (compilation) are excluded, the callables compared are timed interleaved "
         "in one process, and each number is a median over repeats.",
         "",

@@ -18,19 +18,23 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
 from collections.abc import Callable
 
 import keras
 import numpy as np
 
-# XLA's CPU compiler hands convolutions to the YNNPACK library ("library fusion"). For a
-# plain forward pass that is a win: the whole conv base becomes one fused, tiled kernel
-# that never writes a full feature map to memory. For a program that must return many
-# feature maps it is a loss: each convolution becomes its own library call with the
-# bias and activation in a separate pass over its output (2-3x slower than XLA's own
-# code for such programs on the small convnet and VGG16). Inference programs that
-# return feature maps are therefore compiled without it.
-_JAX_FEATURE_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+# XLA's CPU compiler hands convolutions, reductions and other operations to the
+# YNNPACK library ("library fusion"). For a plain forward pass of a stack of convolutions
+# that is a win: the conv base becomes one fused, tiled kernel that never writes a full
+# feature map to memory. For a program that must return every feature map it can be a
+# loss: each convolution becomes its own library call with its bias and activation in a
+# separate pass over the output (the small convnet's feature maps: 2-3x slower than
+# XLA's own code). For models built on depthwise convolutions (Xception) it stays a win.
+# So the first call of an inference program compiles both variants below, runs each
+# once and keeps the faster (see _jax_inference); reductions stay with YNNPACK in both,
+# since its reductions are faster (sparsity's per-channel statistics).
+_JAX_VARIANTS = (None, {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"})
 
 
 def inference_function(model: keras.Model) -> Callable:
@@ -92,15 +96,18 @@ def _tensorflow_inference(model):
 
 
 @functools.cache
-def _jax_feature_options() -> dict | None:
-    """``_JAX_FEATURE_OPTIONS`` if this jaxlib knows them (they are experimental), else None."""
+def _jax_variants() -> tuple:
+    """The compiler options of ``_JAX_VARIANTS`` this jaxlib knows (they are experimental)."""
     import jax
 
-    try:
-        jax.jit(lambda x: x + 1, compiler_options=_JAX_FEATURE_OPTIONS).lower(np.float32(0)).compile()
-    except Exception:  # jaxlib raises its own error types for unknown options
-        return None
-    return _JAX_FEATURE_OPTIONS
+    known = []
+    for options in _JAX_VARIANTS:
+        try:
+            jax.jit(lambda x: x + 1, compiler_options=options).lower(np.float32(0)).compile()
+        except Exception:  # jaxlib raises its own error types for unknown options
+            continue
+        known.append(options)
+    return tuple(known)
 
 
 def _jax_inference(model):
@@ -110,13 +117,36 @@ def _jax_inference(model):
         outputs, _ = model.stateless_call(trainable, non_trainable, x, training=False)
         return keras.tree.flatten(outputs)
 
-    compiled = jax.jit(call, compiler_options=_jax_feature_options())
+    executables: dict = {}  # input shape -> compiled program
+    chosen: list = []  # the compiler options picked on the first call
+
+    def compile_for(options, args):
+        return jax.jit(call, compiler_options=options).lower(*args).compile()
 
     def run(batch):
         # Fetched per call: Keras' own predict donates and replaces the weight buffers.
-        trainable = [v.value for v in model.trainable_variables]
-        non_trainable = [v.value for v in model.non_trainable_variables]
-        return compiled(trainable, non_trainable, batch)
+        args = (
+            [v.value for v in model.trainable_variables],
+            [v.value for v in model.non_trainable_variables],
+            jax.numpy.asarray(batch),
+        )
+        if batch.shape in executables:
+            return executables[batch.shape](*args)
+        if chosen:
+            executables[batch.shape] = compile_for(chosen[0], args)
+            return executables[batch.shape](*args)
+        # First call: one run of each variant, the faster is kept for every later shape.
+        best = None
+        for options in _jax_variants():
+            executable = compile_for(options, args)
+            start = time.perf_counter()
+            outputs = jax.block_until_ready(executable(*args))
+            elapsed = time.perf_counter() - start
+            if best is None or elapsed < best[0]:
+                best = (elapsed, options, executable, outputs)
+        _, options, executables[batch.shape], outputs = best
+        chosen.append(options)
+        return outputs
 
     return run
 

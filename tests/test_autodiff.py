@@ -113,9 +113,20 @@ def test_inference_function_sees_new_weights_and_predict_in_between():
 
 
 @pytest.mark.skipif(keras.backend.backend() != "jax", reason="XLA compiler options are JAX's")
-def test_jax_feature_options_are_known_or_dropped():
-    options = _autodiff._jax_feature_options()
-    assert options in (None, _autodiff._JAX_FEATURE_OPTIONS)
+def test_jax_variants_are_known_options_and_all_give_the_same_outputs():
+    variants = _autodiff._jax_variants()
+    assert variants[0] is None  # XLA's defaults always compile
+    assert all(v in _autodiff._JAX_VARIANTS for v in variants)
+    import jax
+
+    model = _two_output_model()
+    x = np.random.default_rng(0).normal(size=(3, 8, 8, 3)).astype("float32")
+    expected = [keras.ops.convert_to_numpy(t) for t in model(x, training=False)]
+    for options in variants:
+        fn = jax.jit(lambda xs, m=model: keras.tree.flatten(m(xs, training=False)),
+                     compiler_options=options)
+        for got, want in zip(fn(x), expected):
+            np.testing.assert_allclose(np.asarray(got), want, atol=1e-6)
 
 
 @pytest.mark.skipif(keras.backend.backend() != "torch", reason="autograd bookkeeping is PyTorch's")
