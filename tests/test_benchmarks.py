@@ -85,3 +85,29 @@ def test_table_marks_missed_targets():
     lines = run.table([rec]).splitlines()
     assert "NO" in lines[2] and lines[2].rstrip().endswith("NO")
     assert lines[3].rstrip().endswith("yes")
+
+
+def test_report_writes_the_page_and_chart_from_full_results_only(tmp_path):
+    import report
+
+    results = tmp_path / "results"
+    results.mkdir()
+
+    def payload(backend, quick, value):
+        rec = common.record(
+            "activations", "small convnet 180", {"forward": 0.1, "activations": 0.1 * value},
+            {"activations/forward": value}, [common.target("activations <= 1.15x forward", value, 1.15)],
+        )
+        machine = {**common.machine_info(), "backend": backend}
+        return {"backend": backend, "quick": quick, "machine": machine, "load_average_end": [1.0] * 3,
+                "wall_seconds": 60.0, "results": [rec]}
+
+    (results / "tensorflow.json").write_text(json.dumps(payload("tensorflow", False, 1.05)))
+    (results / "jax.json").write_text(json.dumps(payload("jax", False, 1.40)))
+    (results / "torch.json").write_text(json.dumps(payload("torch", True, 9.99)))  # quick: ignored
+    (results / "notes.rst").write_text("The misses, explained.\n")
+    page = report.main(["--results", str(results), "--docs", str(tmp_path / "docs")]).read_text()
+    assert "1.05 ✓" in page and "1.40 ✗ missed" in page and "9.99" not in page
+    assert "PyTorch" not in page.split("Machine")[1].split("Targets")[0]
+    assert "The misses, explained." in page and ".. image:: _static/performance.png" in page
+    assert (tmp_path / "docs" / "_static" / "performance.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
