@@ -1,4 +1,8 @@
-"""Sessions: `nox -s lint tests docs` is what CI runs (tests = one session per Keras backend)."""
+"""Sessions: `nox -s lint tests tests_oldest docs` is what CI runs (tests = one session per
+Keras backend; tests_oldest = TensorFlow with the oldest Keras pyproject.toml allows)."""
+
+import re
+from pathlib import Path
 
 import nox
 
@@ -28,9 +32,56 @@ def tests(session, backend):
     if backend == "torch":
         # PyTorch reference for EfficientNet-Lite0; --no-deps: it asks for an unpinned torch.
         session.install("--no-deps", "efficientnet_lite_pytorch==0.1.0")
+    # The docstring examples run too (--doctest-modules on the package), unless
+    # `nox -s tests -- ARGS` picks what to run.
+    args = session.posargs or ["--doctest-modules", "convviz", "tests"]
     session.run(
-        "python", "-m", "pytest", "-q", "-ra", *session.posargs,
+        "python", "-m", "pytest", "-q", "-ra", *args,
         env={"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"},
+    )
+
+
+def _keras_floor() -> str:
+    """The oldest Keras release pyproject.toml allows: ``keras>=3.8`` gives ``3.8.0``."""
+    text = (Path(__file__).parent / "pyproject.toml").read_text()
+    found = re.search(r'"keras>=([0-9]+(?:\.[0-9]+)+)', text)
+    if found is None:
+        raise RuntimeError('pyproject.toml has no "keras>=X.Y" requirement to test.')
+    version = found.group(1)
+    return version + ".0" if version.count(".") == 1 else version
+
+
+@nox.session
+def tests_oldest(session):
+    """Run the test suite on TensorFlow with the oldest Keras pyproject.toml allows
+    (its ``keras>=X.Y`` floor, pinned to X.Y.0), so the floor stays true; CI runs it.
+    By default without the slow tests: they train the small convnet (about 7 minutes on
+    this Keras, which cannot load the model the other sessions cache) and use no Keras
+    API the fast tests don't. ``nox -s tests_oldest -- --doctest-modules convviz tests``
+    runs everything."""
+    keras_pin = _keras_floor()
+    # One pip call, so the resolver picks a tensorflow-cpu that accepts this Keras:
+    # tensorflow-cpu 2.20 asks for keras>=3.10 and 2.21 for keras>=3.12, so keras 3.8
+    # comes with tensorflow-cpu 2.19. docs: sphinx, for the convviz.sphinxext tests.
+    session.install("-e", ".[tensorflow,test,lite0,docs]", f"keras=={keras_pin}")
+    # No keras-hub: keras-hub 0.32.0 (the `tests` sessions' pin) requires keras>=3.15,
+    # and keras-hub 0.21 (the hub extra's floor) needs tensorflow-text, i.e. the full
+    # tensorflow wheel. Its tests skip.
+    session.run(
+        "python", "-c",
+        "import keras, tensorflow as tf; "
+        "print(f'keras {keras.__version__}, tensorflow {tf.__version__}'); "
+        f"assert keras.__version__ == {keras_pin!r}, 'the Keras pin did not hold'",
+        env={"TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    # Its own pytest cache: the small convnet that the `tests` sessions train and cache
+    # is saved by the newest Keras, and an older Keras cannot load it (keras 3.8 rejects
+    # the GlorotUniform config keras 3.15 writes), so this session trains its own.
+    cache = session.cache_dir / f"pytest-keras-{keras_pin}"
+    session.run(
+        "python", "-m", "pytest", "-q", "-ra", "-o", f"cache_dir={cache}",
+        *(session.posargs or ["-m", "not slow", "--doctest-modules", "convviz", "tests"]),
+        env={"KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"},
     )
 
 

@@ -29,7 +29,7 @@ import keras
 import numpy as np
 
 from convviz._autodiff import gradient_step
-from convviz.filters import _head, chunk_size, filters, start_images
+from convviz.filter_patterns import _head, chunk_size, filters, start_images
 from convviz.inspector import Inspector
 
 LAYER = "block3_sepconv1"
@@ -118,7 +118,7 @@ def textbook_loop(step, indices, steps, size, learning_rate):
     lo, hi = PIXEL_RANGE
     out = []
     for f in indices:
-        img = start_images(0, [f], (*size, 3), PIXEL_RANGE)
+        img = start_images(0, [f], (*size, 3), pixel_range=PIXEL_RANGE)
         for _ in range(steps):
             _, img = step(img, int(f), learning_rate * (hi - lo))
         out.append(keras.ops.convert_to_numpy(img)[0])
@@ -134,14 +134,14 @@ def run(repeats, n_filters=64, textbook_filters=8, steps=30, size=200) -> list[d
     model = keras.applications.Xception(weights=None, include_top=False)
     extractor = keras.Model(model.inputs[0], model.get_layer(LAYER).output)
     chunk = convviz_chunk(model, size, n_filters)
-    floor = floor_step(extractor, start_images(0, indices, (*size, 3), PIXEL_RANGE), indices, chunk)
+    floor = floor_step(extractor, start_images(0, indices, (*size, 3), pixel_range=PIXEL_RANGE), indices, chunk)
     step = textbook_step(extractor)
-    kwargs = dict(size=size, pixel_range=PIXEL_RANGE, learning_rate=lr, verbose=0)
+    kwargs = dict(size=size, pixel_range=PIXEL_RANGE, learning_rate=lr, verbose=False)
 
     last = {}  # the latest results, compared after the timing (no extra runs)
 
     def ours(steps=steps):
-        last["convviz"] = filters(model, LAYER, indices, steps=steps, **kwargs)
+        last["convviz"] = filters(model, LAYER, filters=indices, steps=steps, **kwargs)
 
     def theirs():
         last["textbook"] = textbook_loop(step, book, steps, size, lr)
@@ -161,7 +161,7 @@ def run(repeats, n_filters=64, textbook_filters=8, steps=30, size=200) -> list[d
         "textbook": t["textbook"] / (len(book) * steps),
     }
     result, reference = last["convviz"], last["textbook"]
-    start = start_images(0, book, (*size, 3), PIXEL_RANGE)
+    start = start_images(0, book, (*size, 3), pixel_range=PIXEL_RANGE)
     diff = np.linalg.norm((result.raw[: len(book)] - reference).reshape(len(book), -1), axis=1)
     moved = np.linalg.norm((reference - start).reshape(len(book), -1), axis=1)
     over_floor = per["convviz"] / per["floor"]

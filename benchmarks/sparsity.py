@@ -54,7 +54,7 @@ def run_time(model, label, n, batch, repeats) -> list[dict]:
     t = common.median_times(
         {
             "forward": forward,
-            "sparsity": lambda: convviz.sparsity(model, stream, batch_size=batch, verbose=0),
+            "sparsity": lambda: convviz.sparsity(model, stream, batch_size=batch, verbose=False),
         },
         repeats,
         samples=samples,
@@ -73,13 +73,13 @@ def run_memory(model, label, n_small, n_large, batch) -> list[dict]:
     if n_small % batch or n_large % batch:
         raise ValueError("Whole batches only: a last, smaller batch would compile a new shape.")
     # Warm-up (compilation, the allocator's first pools), so neither measurement pays it.
-    convviz.sparsity(model, Stream(model, n_small, batch), batch_size=batch, verbose=0)
+    convviz.sparsity(model, Stream(model, n_small, batch), batch_size=batch, verbose=False)
 
     def measure(n):
         stream = Stream(model, n, batch)
         gc.collect()
         table, rss, python = common.peak_memory(
-            lambda: convviz.sparsity(model, stream, batch_size=batch, verbose=0)
+            lambda: convviz.sparsity(model, stream, batch_size=batch, verbose=False)
         )
         assert table.images == n
         return rss, python

@@ -1,24 +1,28 @@
 """convviz: see what a Keras 3 convnet learned.
 
-Feature maps (:func:`activations`), filter patterns, Grad-CAM heatmaps and
-activation sparsity, on the TensorFlow, JAX and PyTorch backends.
+Feature maps (:func:`activations`), filter patterns (:func:`filters`), where the
+evidence for a class is (:func:`explain`, :func:`cam`, :func:`gradcam`; the methods
+are in :mod:`convviz.methods`) and activation sparsity (:func:`sparsity`), on the
+TensorFlow, JAX and PyTorch backends.
 
 >>> import convviz, keras
 >>> model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 3)])
 >>> acts = convviz.activations(model, "path/to/cat.jpg")  # doctest: +SKIP
 """
 
-from convviz import data, errors, models, plot, training
-from convviz.activations import activations
-from convviz.filters import filters
-from convviz.gallery import gallery
-from convviz.gradcam import gradcam
+from convviz import data, errors, methods, models, plot, training
+from convviz.feature_maps import activations
+from convviz.filter_patterns import FilterPatterns, filters
+from convviz.galleries import Gallery, gallery
 from convviz.inspector import Inspector, LayerInfo
-from convviz.sparsity import sparsity
+from convviz.methods import Explanation
+from convviz.methods.api import cam, explain, gradcam
+from convviz.sparsity_stats import LayerSparsity, SparsityTable, sparsity
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Inspector", "LayerInfo", "activations", "data", "errors", "filters", "gallery", "gradcam", "models", "plot", "sparsity",
-    "training",
+    "FilterPatterns", "LayerSparsity", "SparsityTable",
+    "Explanation", "Gallery", "Inspector", "LayerInfo", "activations", "cam", "data", "errors", "explain",
+    "filters", "gallery", "gradcam", "methods", "models", "plot", "sparsity", "training",
 ]

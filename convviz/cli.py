@@ -15,7 +15,7 @@ def _demo(args) -> int:
 
     import convviz
     from convviz import data, models, training
-    from convviz.gallery import _check_out_dir
+    from convviz.galleries import _check_out_dir
 
     out = _check_out_dir(args.out, args.overwrite)
     # An existing folder is the user's data, used as it is (any size, or the Kaggle
@@ -120,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=_demo)
 
-    from convviz.gallery import BUILTIN_MODELS, KINDS
+    from convviz.galleries import DEFAULT_KINDS, kinds
+    from convviz.methods import get_method, method_names
+    from convviz.sources import BUILTIN_MODELS
 
     builtins = "; ".join(f"{name}: {what}" for name, what in BUILTIN_MODELS.items())
     gallery = sub.add_parser(
@@ -143,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     gallery.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     gallery.add_argument(
         "--kinds", default=None, metavar="LIST",
-        help=f"comma-separated figure kinds (default: all of {','.join(KINDS)})",
+        help=f"comma-separated figure kinds, from {','.join(kinds())} (default: {','.join(DEFAULT_KINDS)})",
     )
     gallery.add_argument(
         "--layers", default=None, metavar="LIST",
@@ -168,7 +170,65 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gallery.add_argument("--quiet", action="store_true", help="no progress output")
     gallery.set_defaults(func=_gallery)
+
+    methods = "; ".join(f"{name}: {get_method(name).title}" for name in method_names())
+    explain = sub.add_parser(
+        "explain",
+        help="explain a model's classes on images with one method, as a figure",
+        description="Run one explanation method (Grad-CAM by default) on the images and write "
+        "the maps over the images, titled with the explained class and its probability, to OUT "
+        "(PNG, PDF or SVG by extension). --maps also saves the maps, classes and predictions "
+        "as a .npz file (convviz.Explanation.load reads it).",
+        epilog=f"Methods: {methods}. Built-in models: {', '.join(BUILTIN_MODELS)}. Example: "
+        "convviz explain efficientnet_lite0 skimage:chelsea --method gradcam_plusplus --out cat.png",
+    )
+    explain.add_argument("model", metavar="MODEL", help="a .keras file or a built-in model name")
+    explain.add_argument("images", metavar="IMAGE", nargs="+", help="image files, or skimage:NAME")
+    explain.add_argument("--out", required=True, metavar="FILE", help="the figure to write (.png, .pdf, .svg)")
+    explain.add_argument(
+        "--method", default="gradcam", choices=method_names(), metavar="NAME",
+        help="the method (default: %(default)s): " + ", ".join(method_names()),
+    )
+    explain.add_argument("--layer", default=None, help="the layer to explain (default: the last convolution)")
+    explain.add_argument(
+        "--class-index", default=None, metavar="LIST",
+        help="comma-separated class per image, or one for all (default: each image's top class)",
+    )
+    explain.add_argument("--class-names", default=None, metavar="LIST", help="comma-separated class names for titles")
+    explain.add_argument("--maps", default=None, metavar="FILE", help="also save the maps as a .npz file")
+    explain.set_defaults(func=_explain)
     return parser
+
+
+def _explain(args) -> int:
+    """One method on some images: a figure, and optionally the maps."""
+    import pathlib
+
+    import convviz
+    from convviz.errors import InputError
+    from convviz.sources import load_images, open_model
+
+    model, preprocess, builtin_names = open_model(args.model)
+    images, _ = load_images(args.images)
+    if preprocess is not None:
+        images = [preprocess(im) for im in images]
+    class_index = None
+    if args.class_index is not None:
+        try:
+            class_index = [int(c) for c in _names(args.class_index)]
+        except ValueError as err:
+            raise InputError(f"--class-index takes integers, got {args.class_index!r}.") from err
+        class_index = class_index[0] if len(class_index) == 1 else class_index
+    result = convviz.explain(model, images, method=args.method, layer=args.layer, class_index=class_index)
+    out = pathlib.Path(args.out)
+    try:
+        result.plot(class_names=_names(args.class_names) or builtin_names, save=out)
+        if args.maps is not None:
+            print(result.save(args.maps))
+    except OSError as err:
+        raise InputError(f"Cannot write {err.filename or out}: {err.strerror or err}.") from err
+    print(out)
+    return 0
 
 
 def main(argv=None) -> int:

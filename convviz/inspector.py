@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -12,6 +13,7 @@ import numpy as np
 from convviz import _layers
 from convviz._autodiff import inference_function
 from convviz._inputs import to_batch
+from convviz._validation import check_batch_size
 from convviz.errors import InputError, ModelStructureError
 
 _CACHE_ATTR = "_convviz_inspector"
@@ -40,19 +42,55 @@ def load_model(path) -> keras.Model:
         raise InputError(f"Cannot load a Keras model from {path!r}: {err}") from err
 
 
+class _Cache:
+    """Compiled sub-models and steps of one model, namespaced and bounded.
+
+    Each namespace (``"features"``, ``"gradient"``, ``"step:gradcam"``, ...) keeps its
+    ``max_entries`` most recently used entries; the oldest is dropped first, so a loop
+    over many layer selections cannot grow memory without end.
+    """
+
+    def __init__(self, max_entries: int = 16):
+        self.max_entries = max_entries
+        self._spaces: dict[str, OrderedDict] = {}
+
+    def get(self, namespace: str, key, build: Callable):
+        space = self._spaces.setdefault(namespace, OrderedDict())
+        if key in space:
+            space.move_to_end(key)
+            return space[key]
+        value = build()
+        space[key] = value
+        while len(space) > self.max_entries:
+            space.popitem(last=False)
+        return value
+
+    def keys(self) -> list[tuple[str, object]]:
+        """``(namespace, key)`` pairs, for tests and debugging."""
+        return [(ns, k) for ns, space in self._spaces.items() for k in space]
+
+    def __getitem__(self, item):
+        namespace, key = item
+        return self._spaces[namespace][key]
+
+    def clear(self) -> None:
+        self._spaces.clear()
+
+
 class Inspector:
     """Open a Keras model so any layer's output, and gradients into it, are reachable.
 
     The Inspector re-runs the model once on a symbolic input, stepping into nested
     Sequential/Functional sub-models, so layers inside a frozen conv base are as easy
     to reach as top-level ones. It caches the multi-output feature models and the
-    compiled gradient steps it builds, so repeated calls cost one forward (and
-    backward) pass each. ``convviz.activations`` and friends reuse one Inspector per
-    model automatically.
+    compiled steps it builds, so repeated calls cost one forward (and backward) pass
+    each. There is one Inspector per model: ``Inspector(model)`` returns the same
+    object every time (it is kept on the model, outside Keras' tracking), and every
+    convviz function that takes a model uses it.
 
     Parameters
     ----------
-    model : keras.Model or path
+    model : keras.Model, Inspector or path
         A built Sequential or Functional model, or the path of a ``.keras`` file
         (loaded with ``safe_mode`` on). It must take one image input (H, W, C).
 
@@ -65,6 +103,8 @@ class Inspector:
     ...     keras.layers.MaxPooling2D(name="pool"),
     ... ])
     >>> inspector = convviz.Inspector(model)
+    >>> inspector is convviz.Inspector(model)
+    True
     >>> inspector.layer_names()
     ['conv', 'pool']
     >>> acts = inspector.activations(np.zeros((32, 32, 3), "uint8"))
@@ -72,30 +112,42 @@ class Inspector:
     (1, 30, 30, 8)
     """
 
-    def __init__(self, model):
-        if isinstance(model, (str, os.PathLike)):
-            model = load_model(model)
-        if not isinstance(model, keras.Model):
-            raise ModelStructureError(f"Expected a keras.Model, got {type(model).__name__}.")
-        self.model = model
-        self.input_shape = _image_input_shape(model)
-        self._trace: _layers.Trace | None = None
-        self._cache: dict = {}
+    model: keras.Model
+    input_shape: tuple
+    """The model's image input shape (height, width, channels); sizes may be None."""
 
-    @classmethod
-    def of(cls, model) -> Inspector:
-        """The Inspector cached on ``model`` (created on first use)."""
+    def __new__(cls, model):
         if isinstance(model, Inspector):
             return model
         if isinstance(model, (str, os.PathLike)):
-            return cls(model)
-        inspector = model.__dict__.get(_CACHE_ATTR)
-        if inspector is None:
-            inspector = cls(model)
-            # Plain attribute, bypassing Keras' attribute tracking: the cache must not
-            # become part of the model's weights or saved file.
-            object.__setattr__(model, _CACHE_ATTR, inspector)
-        return inspector
+            model = load_model(model)
+        elif not isinstance(model, keras.Model):
+            raise ModelStructureError(
+                f"Expected a keras.Model, a convviz.Inspector or a .keras path; got {type(model).__name__}."
+            )
+        existing = model.__dict__.get(_CACHE_ATTR)
+        if isinstance(existing, cls):
+            return existing
+        self = super().__new__(cls)
+        self.model = model
+        self.input_shape = _image_input_shape(model)
+        self._trace = None
+        self._cache = _Cache()
+        # A plain attribute, bypassing Keras' attribute tracking: the Inspector must not
+        # become part of the model's weights or saved file.
+        object.__setattr__(model, _CACHE_ATTR, self)
+        return self
+
+    def __init__(self, model):
+        """Everything is set up in ``__new__`` (which may return the model's existing Inspector)."""
+
+    @classmethod
+    def of(cls, model) -> Inspector:
+        """The model's Inspector; the same object as ``Inspector(model)``."""
+        return cls(model)
+
+    def __repr__(self) -> str:
+        return f"Inspector({self.model.name!r}, input_shape={self.input_shape})"
 
     def clear(self) -> None:
         """Forget cached sub-models and steps (after changing the model's structure)."""
@@ -143,7 +195,9 @@ class Inspector:
         return names
 
     def last_conv_layer(self) -> str:
-        """Name of the layer Grad-CAM uses by default (see ``_layers.last_conv_tap``)."""
+        """The layer CAM methods explain by default: the last convolution, followed
+        through BatchNorm/activation layers of the same shape (Xception:
+        ``block14_sepconv2_act``, the chapter's choice)."""
         return _layers.last_conv_tap(self._flat.taps).key
 
     def select_layers(self, layers=None) -> list[str]:
@@ -169,35 +223,55 @@ class Inspector:
     def prepare(self, images) -> np.ndarray:
         """Normalise images to a float32 NHWC batch the model accepts.
 
-        Accepts everything :func:`convviz._inputs.to_batch` does; images are resized
-        (bilinear) to the model's input size when the model has a fixed one.
+        Accepts one image or a batch in any form :func:`convviz.activations` takes;
+        images are resized (bilinear) to the model's input size when it is fixed.
         """
         h, w, c = self.input_shape
         return to_batch(images, size=(h, w), channels=c)
 
-    # -- cached sub-models and steps --------------------------------------------------
+    # -- activations ------------------------------------------------------------------
 
-    def cached(self, key, build: Callable):
-        """Return ``self._cache[key]``, building it with ``build()`` on first use."""
-        if key not in self._cache:
-            self._cache[key] = build()
-        return self._cache[key]
+    def activations(self, images, layers=None, *, batch_size: int = 32) -> dict[str, np.ndarray]:
+        """Layer outputs for ``images``; see :func:`convviz.activations`."""
+        batch_size = check_batch_size(batch_size)
+        batch = self.prepare(images)
+        names = self.select_layers(layers)
+        run = self._inference("features", tuple(names), lambda: self._feature_model(names))
+        chunks = [run(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)]
+        if len(chunks) == 1:
+            arrays = chunks[0]
+        else:
+            arrays = [np.concatenate(parts, axis=0) for parts in zip(*chunks)]
+            for a in arrays:
+                a.flags.writeable = False  # as for one chunk: the same for every batch size
+        return dict(zip(names, arrays))
 
-    def feature_model(self, layers=None) -> keras.Model:
+    # -- cached sub-models and steps (plumbing for convviz's own modules) ---------------
+
+    def _cached(self, namespace: str, key, build: Callable):
+        """``build()`` once per ``(namespace, key)``; see :class:`_Cache`."""
+        return self._cache.get(namespace, key, build)
+
+    def _feature_model(self, layers=None) -> keras.Model:
         """A model from the input to the outputs of ``layers`` (a list, shallow to deep).
 
         Built once per layer selection and cached; layers are shared, not copied.
         """
         taps = self._resolve_many(layers)
-        key = ("features", tuple(t.key for t in taps))
-        return self.cached(
-            key,
+        return self._cached(
+            "features",
+            tuple(t.key for t in taps),
             lambda: _layers.flat_model(
                 self._flat.inputs, [t.tensor for t in taps], self._flat.taps, "convviz_features"
             ),
         )
 
-    def gradient_model(self, layer, *, logits: bool = False) -> keras.Model:
+    def _inference(self, namespace: str, key, build_model: Callable) -> Callable:
+        """``run(batch) -> list of numpy arrays`` for the model ``build_model()`` returns,
+        compiled once and cached (see :func:`convviz._autodiff.inference_function`)."""
+        return self._cached(f"inference:{namespace}", key, lambda: inference_function(build_model()))
+
+    def _gradient_model(self, layer, *, logits: bool = False) -> keras.Model:
         """A model ``(image, delta) -> [activation, scores]`` for gradients into ``layer``.
 
         ``delta`` (same shape as the activation) is added to the layer's output before
@@ -208,7 +282,7 @@ class Inspector:
         With ``logits=True`` and a model ending in softmax or sigmoid (a Dense layer's
         activation, or an Activation/Softmax layer), ``scores`` are the values before
         that function, computed with the model's own weights; otherwise ``scores`` is
-        the model output. ``self.output_activation(logits)`` says which case applies.
+        the model output. ``self._output_activation(logits)`` says which case applies.
         """
         (tap,) = self._resolve_many([layer])
 
@@ -227,10 +301,24 @@ class Inspector:
                 [image, delta], [activation, flat.outputs], flat.taps, "convviz_gradient"
             )
 
-        return self.cached(("gradient", tap.key, logits), build)
+        return self._cached("gradient", (tap.key, logits), build)
 
-    def output_activation(self, logits: bool = True) -> str | None:
-        """``"softmax"``/``"sigmoid"`` when :meth:`gradient_model` with these ``logits``
+    def _score_model(self, *, logits: bool = True) -> keras.Model:
+        """The model with its scores before a final softmax/sigmoid (``logits=True``
+        and such a head), else the model itself; one output of shape (N, classes)."""
+        if not logits or self._output_activation(True) is None:
+            return self.model
+
+        def build():
+            image = self._new_input()
+            head = _layers.logits_replacement(self._flat)
+            flat = _layers.trace(self.model, image, replace={head[0]: head[1]})
+            return _layers.flat_model(image, flat.outputs, flat.taps, "convviz_scores")
+
+        return self._cached("scores", logits, build)
+
+    def _output_activation(self, logits: bool = True) -> str | None:
+        """``"softmax"``/``"sigmoid"`` when :meth:`_gradient_model` with these ``logits``
         returns scores before that function, else ``None``."""
         if not logits:
             return None
@@ -239,37 +327,7 @@ class Inspector:
             head = _layers.logits_replacement(self._flat)
             return head[2] if head else None
 
-        return self.cached(("output-activation",), build)
-
-    def gradcam(self, images, class_index=None, layer=None, *, logits: bool = True, batch_size: int = 16):
-        """Grad-CAM with classes and predictions: a :class:`convviz.gradcam.GradCAMResult`.
-
-        Arguments as :func:`convviz.gradcam`.
-        """
-        from convviz.gradcam import explain  # gradcam builds on this module
-
-        return explain(self, images, class_index, layer, logits=logits, batch_size=batch_size)
-
-    # -- activations ------------------------------------------------------------------
-
-    def inference(self, model: keras.Model, key) -> Callable:
-        """``run(batch) -> list of numpy arrays`` for ``model``, compiled once and cached
-        under ``key`` (see :func:`convviz._autodiff.inference_function`)."""
-        return self.cached(("inference", key), lambda: inference_function(model))
-
-    def activations(self, images, layers=None, batch_size: int = 32) -> dict[str, np.ndarray]:
-        """Layer outputs for ``images``; see :func:`convviz.activations`."""
-        batch = self.prepare(images)
-        names = self.select_layers(layers)
-        run = self.inference(self.feature_model(names), ("features", tuple(names)))
-        chunks = [run(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)]
-        if len(chunks) == 1:
-            arrays = chunks[0]
-        else:
-            arrays = [np.concatenate(parts, axis=0) for parts in zip(*chunks)]
-            for a in arrays:
-                a.flags.writeable = False  # as for one chunk: the same for every batch size
-        return dict(zip(names, arrays))
+        return self._cached("output-activation", None, build)
 
 
 def _info(tap: _layers.Tap) -> LayerInfo:

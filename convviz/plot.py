@@ -3,10 +3,25 @@
 Every function returns a :class:`matplotlib.figure.Figure` built without pyplot, so
 nothing opens a window or touches global state; notebooks display the returned
 figure, scripts pass ``save=`` or call ``fig.savefig``.
+
+The figure functions share their options: the pictures are the first argument
+(``images``, or the result to draw), everything else is keyword-only; ``ncols`` is the
+number of panels (channels, patterns, images) per row; ``figsize`` is the whole
+figure's ``(width, height)`` in inches, ``None`` (the default) computes it from the
+content and either element may be ``None`` to compute that one alone; ``save`` also
+writes the figure to a file (PNG, PDF, SVG... by extension).
+
+This module depends on no other convviz result module: it draws any object with the
+right attributes (``.images`` for filter patterns, ``.column()`` and ``.rows`` for a
+sparsity table), and the result types' ``.plot()`` methods call into it.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+import math
+import numbers
 import os
 from collections.abc import Mapping
 
@@ -14,7 +29,19 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from convviz._inputs import _resize, to_batch
+from convviz._validation import _warn_deprecated, check_positive_int, keyword_only, renamed
 from convviz.errors import InputError
+
+__all__ = [
+    "activation_grid",
+    "activations",
+    "filter_grid",
+    "filters",
+    "gradcam",
+    "overlay",
+    "sparsity",
+    "standardize_channels",
+]
 
 
 def standardize_channels(maps: np.ndarray) -> np.ndarray:
@@ -45,23 +72,34 @@ def standardize_channels(maps: np.ndarray) -> np.ndarray:
     return np.clip(scaled, 0, 255).astype(np.uint8)
 
 
-def activation_grid(maps: np.ndarray, images_per_row: int = 16) -> np.ndarray:
+@renamed(images_per_row="ncols")
+@keyword_only(1, "ncols")
+def activation_grid(maps: np.ndarray, *, ncols: int = 16) -> np.ndarray:
     """Tile the channels of one feature map (H, W, C) into a 2-D display grid.
 
-    Channels go left to right, ``images_per_row`` per row, each transformed by
+    Channels go left to right, ``ncols`` per row, each transformed by
     :func:`standardize_channels`. Tiles are separated by a 1-pixel NaN gap (drawn
     as background); cells past the last channel are NaN too.
+
+    Parameters
+    ----------
+    maps : numpy.ndarray
+        One feature map (H, W, C).
+    ncols : int
+        Channels per row (16 in the chapter); fewer when there are fewer channels.
+        Formerly ``images_per_row``.
 
     Returns
     -------
     numpy.ndarray
-        float array of shape (rows * (H + 1) - 1, images_per_row * (W + 1) - 1).
+        float array of shape (rows * (H + 1) - 1, ncols * (W + 1) - 1).
     """
+    ncols = check_positive_int(ncols, "ncols")
     maps = np.asarray(maps)
     if maps.ndim != 3:
         raise InputError(f"activation_grid expects one feature map (H, W, C), got shape {maps.shape}.")
     h, w, c = maps.shape
-    per_row = max(1, min(images_per_row, c))
+    per_row = max(1, min(ncols, c))
     rows = -(-c // per_row)
     grid = np.full((rows * (h + 1) - 1, per_row * (w + 1) - 1), np.nan)
     tiles = standardize_channels(maps)
@@ -69,6 +107,55 @@ def activation_grid(maps: np.ndarray, images_per_row: int = 16) -> np.ndarray:
         r, col = divmod(k, per_row)
         grid[r * (h + 1) : r * (h + 1) + h, col * (w + 1) : col * (w + 1) + w] = tiles[..., k]
     return grid
+
+
+@renamed(columns="ncols")
+@keyword_only(1, "ncols", "margin")
+def filter_grid(images, *, ncols: int | None = None, margin: int = 5) -> np.ndarray:
+    """Tile patterns into one image, the chapter's way: black ``margin``-pixel gaps.
+
+    Parameters
+    ----------
+    images : FilterPatterns or numpy.ndarray
+        A result of :func:`convviz.filters` (anything with an ``.images`` array) or
+        (N, H, W, C) uint8 images.
+    ncols : int, optional
+        Images per row. Default: ``ceil(sqrt(N))`` (8 for the chapter's 64 filters).
+        Formerly ``columns``.
+    margin : int
+        Gap between tiles in pixels (the chapter: 5).
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 (rows * H + (rows - 1) * margin, ncols * W + (ncols - 1) * margin, C).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> filter_grid(np.zeros((64, 150, 150, 3), "uint8")).shape
+    (1235, 1235, 3)
+    """
+    images = np.asarray(getattr(images, "images", images))
+    if images.ndim != 4 or len(images) == 0:
+        raise InputError(f"Expected (N, H, W, C) images with N >= 1; got shape {images.shape}.")
+    n, h, w, c = images.shape
+    ncols = math.ceil(math.sqrt(n)) if ncols is None else check_positive_int(ncols, "ncols")
+    ncols = min(ncols, n)
+    if isinstance(margin, (bool, np.bool_)) or not isinstance(margin, numbers.Integral) or margin < 0:
+        raise InputError(f"margin must be a non-negative integer (0 turns it off); got {margin!r}.")
+    margin = int(margin)
+    rows = -(-n // ncols)
+    shape = (rows * h + (rows - 1) * margin, ncols * w + (ncols - 1) * margin, c)
+    grid = np.zeros(shape, images.dtype)
+    for k in range(n):
+        r, col = divmod(k, ncols)
+        y, x = r * (h + margin), col * (w + margin)
+        grid[y : y + h, x : x + w] = images[k]
+    return grid
+
+
+# -- shared options ---------------------------------------------------------------------
 
 
 def _save(fig: Figure, save) -> Figure:
@@ -80,14 +167,74 @@ def _save(fig: Figure, save) -> Figure:
     return fig
 
 
+def _figsize(figsize) -> tuple[float | None, float | None]:
+    """Check ``figsize``: None, or (width, height) in inches where either may be None."""
+    if figsize is None:
+        return None, None
+    try:
+        width, height = figsize
+    except (TypeError, ValueError):
+        width = height = math.nan
+    for v in (width, height):
+        ok = v is None or (
+            isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+        )
+        if not ok:
+            raise InputError(
+                f"figsize must be None or (width, height) in inches, positive numbers "
+                f"(either may be None to compute it); got {figsize!r}."
+            )
+    return (None if width is None else float(width)), (None if height is None else float(height))
+
+
+class _PerPanel:
+    """The old ``panel=`` of :func:`gradcam`: inches per panel, resolved once the grid is known."""
+
+    def __init__(self, inches):
+        self.inches = inches
+
+
+def _legacy_figsize(convert):
+    """Accept a figure's old size keywords (the parameters of ``convert``) for one release.
+
+    They become ``figsize=convert(**old)``, with a DeprecationWarning.
+    """
+    old = tuple(inspect.signature(convert).parameters)
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            given = {name: kwargs.pop(name) for name in old if name in kwargs}
+            if given:
+                names = ", ".join(f"{name}=" for name in given)
+                if kwargs.get("figsize") is not None:
+                    raise InputError(f"{fn.__name__}() got {names} and figsize=; use figsize= only.")
+                _warn_deprecated(
+                    f"{fn.__name__}({names}...) is deprecated; use figsize=(width, height) "
+                    "instead (either may be None to compute it from the content)."
+                )
+                kwargs["figsize"] = convert(**given)
+            return fn(*args, **kwargs)
+
+        return inner
+
+    return wrap
+
+
+# -- figures ----------------------------------------------------------------------------
+
+
+@renamed(images_per_row="ncols")
+@_legacy_figsize(lambda width: (width, None))
+@keyword_only(1, "layers")
 def activations(
     acts: Mapping[str, np.ndarray],
-    layers=None,
     *,
+    layers=None,
     image_index: int = 0,
-    images_per_row: int = 16,
+    ncols: int = 16,
     cmap: str = "viridis",
-    width: float = 12.0,
+    figsize=None,
     save=None,
 ) -> Figure:
     """The chapter's activation figure: one grid of channels per layer.
@@ -101,12 +248,14 @@ def activations(
         output is a spatial feature map.
     image_index : int
         Which image of the batch to draw.
-    images_per_row : int
-        Channels per grid row (16 in the chapter).
+    ncols : int
+        Channels per grid row (16 in the chapter). Formerly ``images_per_row``.
     cmap : str
         Matplotlib colormap (the chapter uses viridis).
-    width : float
-        Figure width in inches; each layer panel's height follows its grid.
+    figsize : (width, height), optional
+        The whole figure in inches. Default: 12 inches wide, each layer panel as high
+        as its grid needs at that width; ``(width, None)`` keeps that rule at another
+        width (the old ``width=``).
     save : path, optional
         Also write the figure there (PNG, PDF, SVG... by extension).
 
@@ -121,8 +270,12 @@ def activations(
     >>> len(fig.axes)
     1
     """
+    width, height = _figsize(figsize)
+    ncols = check_positive_int(ncols, "ncols")
     if layers is None:
         layers = [name for name, a in acts.items() if np.ndim(a) == 4]
+    elif isinstance(layers, str):
+        layers = [layers]
     if not layers:
         raise InputError("No spatial feature maps to draw: every array must be (N, H, W, C).")
     grids = []
@@ -134,11 +287,12 @@ def activations(
             raise InputError(f"Layer {name!r} output has shape {a.shape}; only (N, H, W, C) maps can be drawn.")
         if not -a.shape[0] <= image_index < a.shape[0]:
             raise InputError(f"image_index={image_index} but the batch holds {a.shape[0]} images.")
-        grids.append((name, a.shape[1:], activation_grid(a[image_index], images_per_row)))
+        grids.append((name, a.shape[1:], activation_grid(a[image_index], ncols=ncols)))
 
     title_in = 0.35
+    width = 12.0 if width is None else width
     heights = [width * g.shape[0] / g.shape[1] + title_in for _, _, g in grids]
-    fig = Figure(figsize=(width, sum(heights)), layout="constrained")
+    fig = Figure(figsize=(width, sum(heights) if height is None else height), layout="constrained")
     axes = fig.subplots(len(grids), 1, height_ratios=heights, squeeze=False)[:, 0]
     for ax, (name, shape, grid) in zip(axes, grids):
         ax.imshow(grid, cmap=cmap, vmin=0, vmax=255, interpolation="nearest", aspect="equal")
@@ -153,43 +307,12 @@ def _colormap(name: str):
     return matplotlib.colormaps[name]
 
 
-def overlay(image, heatmap, *, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray:
-    """The chapter's superimposed image: a colored heatmap over the picture.
-
-    The heatmap is resized (bilinear) to the image, colored with ``cmap`` (jet),
-    scaled to 0-255 and added with weight ``alpha`` to the image; the sum is rescaled
-    to 0-255 as ``keras.utils.array_to_img`` does.
-
-    Parameters
-    ----------
-    image : array-like, path or PIL image
-        One image, any form :func:`convviz.activations` accepts (0-255 pixels, or
-        0-1 floats which are scaled up).
-    heatmap : numpy.ndarray
-        (h, w) values in [0, 1].
-
-    Returns
-    -------
-    numpy.ndarray
-        uint8 (H, W, 3).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> overlay(np.zeros((32, 32, 3), "uint8"), np.eye(8)).shape
-    (32, 32, 3)
-    """
-    picture = to_batch(image, channels=3)
-    if picture.shape[0] != 1:
-        raise InputError(f"overlay takes one image, got a batch of {picture.shape[0]}.")
-    picture = picture[0].astype(np.float64)
+def _overlay_one(picture: np.ndarray, heatmap: np.ndarray, alpha: float, cmap) -> np.ndarray:
+    picture = picture.astype(np.float64)
     if picture.max() <= 1.0:
         picture = picture * 255.0
-    heatmap = np.asarray(heatmap, dtype=np.float32)
-    if heatmap.ndim != 2:
-        raise InputError(f"overlay takes one (h, w) heatmap, got shape {heatmap.shape}.")
     resized = np.clip(_resize(heatmap[None, ..., None], picture.shape[:2])[0, ..., 0], 0, 1)
-    colored = _colormap(cmap)(np.uint8(255 * resized))[..., :3] * 255.0
+    colored = cmap(np.uint8(255 * resized))[..., :3] * 255.0
     mixed = colored * alpha + picture
     mixed -= mixed.min()
     top = mixed.max()
@@ -198,6 +321,55 @@ def overlay(image, heatmap, *, alpha: float = 0.4, cmap: str = "jet") -> np.ndar
     return mixed.astype(np.uint8)
 
 
+@renamed(image="images", heatmap="heatmaps")
+def overlay(images, heatmaps, *, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray:
+    """The chapter's superimposed image: a colored heatmap over the picture.
+
+    Each heatmap is resized (bilinear) to its image, colored with ``cmap`` (jet),
+    scaled to 0-255 and added with weight ``alpha`` to the image; the sum is rescaled
+    to 0-255 as ``keras.utils.array_to_img`` does, image by image.
+
+    Parameters
+    ----------
+    images : image or batch of images
+        Any form :func:`convviz.activations` accepts (0-255 pixels, or 0-1 floats
+        which are scaled up). Formerly ``image``.
+    heatmaps : numpy.ndarray
+        One (h, w) map for one image, or (N, h, w) maps for N images; values in
+        [0, 1]. Formerly ``heatmap``.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 (H, W, 3) for one (h, w) heatmap, (N, H, W, 3) for (N, h, w) heatmaps.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> overlay(np.zeros((32, 32, 3), "uint8"), np.eye(8)).shape
+    (32, 32, 3)
+    >>> overlay(np.zeros((2, 32, 32, 3), "uint8"), np.zeros((2, 8, 8))).shape
+    (2, 32, 32, 3)
+    """
+    pictures = to_batch(images, channels=3)
+    heatmaps = np.asarray(heatmaps, dtype=np.float32)
+    colormap = _colormap(cmap)
+    if heatmaps.ndim == 2:
+        if pictures.shape[0] != 1:
+            raise InputError(
+                f"overlay got one (h, w) heatmap for a batch of {pictures.shape[0]} images; "
+                "pass (N, h, w) heatmaps."
+            )
+        return _overlay_one(pictures[0], heatmaps, alpha, colormap)
+    if heatmaps.ndim != 3:
+        raise InputError(f"overlay takes (h, w) or (N, h, w) heatmaps, got shape {heatmaps.shape}.")
+    if len(heatmaps) != len(pictures):
+        raise InputError(f"{len(pictures)} images but {len(heatmaps)} heatmaps.")
+    return np.stack([_overlay_one(p, h, alpha, colormap) for p, h in zip(pictures, heatmaps)])
+
+
+@renamed(columns="ncols")
+@_legacy_figsize(lambda panel: _PerPanel(panel))
 def gradcam(
     images,
     heatmaps,
@@ -205,8 +377,8 @@ def gradcam(
     titles=None,
     alpha: float = 0.4,
     cmap: str = "jet",
-    columns: int = 4,
-    panel: float = 3.0,
+    ncols: int = 4,
+    figsize=None,
     save=None,
 ) -> Figure:
     """Grad-CAM overlays for one image or a grid of several.
@@ -223,10 +395,12 @@ def gradcam(
         Heatmap weight (0.4 in the chapter).
     cmap : str
         Heatmap colormap (jet in the chapter).
-    columns : int
-        Images per row.
-    panel : float
-        Size of each panel in inches.
+    ncols : int
+        Images per row (fewer when there are fewer images). Formerly ``columns``.
+    figsize : (width, height), optional
+        The whole figure in inches. Default: 3-inch square panels; ``(width, None)``
+        keeps the panels square at that width. The old ``panel=p`` is
+        ``figsize=(p * ncols, p * rows)``.
     save : path, optional
         Also write the figure there.
 
@@ -234,6 +408,9 @@ def gradcam(
     -------
     matplotlib.figure.Figure
     """
+    per_panel = figsize.inches if isinstance(figsize, _PerPanel) else None
+    width, height = _figsize(None if per_panel is not None else figsize)
+    ncols = check_positive_int(ncols, "ncols")
     pictures = to_batch(images, channels=3)
     heatmaps = np.asarray(heatmaps)
     if heatmaps.ndim == 2:
@@ -243,29 +420,44 @@ def gradcam(
     if titles is not None and len(titles) != len(pictures):
         raise InputError(f"{len(pictures)} images but {len(titles)} titles.")
     n = len(pictures)
-    cols = max(1, min(columns, n))
+    cols = max(1, min(ncols, n))
     rows = -(-n // cols)
-    fig = Figure(figsize=(panel * cols, panel * rows), layout="constrained")
+    if per_panel is not None:
+        width, height = _figsize((per_panel * cols, per_panel * rows))
+    panel = 3.0 if width is None and height is None else (width / cols if width else height / rows)
+    size = (panel * cols if width is None else width, panel * rows if height is None else height)
+    fig = Figure(figsize=size, layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    colormap = _colormap(cmap)
     for i, ax in enumerate(axes):
         ax.set_axis_off()
         if i < n:
-            ax.imshow(overlay(pictures[i], heatmaps[i], alpha=alpha, cmap=cmap))
+            ax.imshow(_overlay_one(pictures[i], np.asarray(heatmaps[i], np.float32), alpha, colormap))
             if titles is not None:
                 ax.set_title(titles[i], fontsize=10)
     return _save(fig, save)
 
 
-def sparsity(tables, labels=None, *, width: float = 8.0, height: float = 4.5, save=None) -> Figure:
+def _sparsity_size(width=None, height=None):
+    return (width, height)
+
+
+@_legacy_figsize(_sparsity_size)
+@keyword_only(1, "labels")
+def sparsity(tables, *, labels=None, figsize=None, save=None) -> Figure:
     """Blank-channel and zero fractions against depth, for one or several models.
 
     Parameters
     ----------
     tables : SparsityTable or list of SparsityTable
         Results of :func:`convviz.sparsity` (e.g. trained vs untrained, scratch vs
-        fine-tuned), drawn on one axis: blank-channel fraction solid, zero fraction dashed.
+        fine-tuned), drawn on one axis: blank-channel fraction solid, zero fraction
+        dashed. Any object with ``.column(name)``, ``.rows`` and ``.images`` works.
     labels : list of str, optional
         One legend label per table.
+    figsize : (width, height), optional
+        The whole figure in inches; default ``(8, 4.5)``. Formerly ``width=`` and
+        ``height=``.
     save : path, optional
         Also write the figure there.
 
@@ -273,15 +465,17 @@ def sparsity(tables, labels=None, *, width: float = 8.0, height: float = 4.5, sa
     -------
     matplotlib.figure.Figure
     """
-    from convviz.sparsity import SparsityTable
-
-    if isinstance(tables, SparsityTable):
+    width, height = _figsize(figsize)
+    if hasattr(tables, "column") and hasattr(tables, "rows"):
         tables = [tables]
+    tables = list(tables)
+    if not tables:
+        raise InputError("plot.sparsity needs at least one table.")
     if labels is None:
         labels = [f"model {i + 1}" for i in range(len(tables))] if len(tables) > 1 else [""]
     if len(labels) != len(tables):
         raise InputError(f"{len(tables)} tables but {len(labels)} labels.")
-    fig = Figure(figsize=(width, height), layout="constrained")
+    fig = Figure(figsize=(width or 8.0, height or 4.5), layout="constrained")
     ax = fig.subplots()
     for i, (table, label) in enumerate(zip(tables, labels)):
         color = f"C{i}"
@@ -289,7 +483,7 @@ def sparsity(tables, labels=None, *, width: float = 8.0, height: float = 4.5, sa
         prefix = f"{label}: " if label else ""
         ax.plot(depth, table.column("blank_fraction"), "o-", color=color, label=f"{prefix}blank channels")
         ax.plot(depth, table.column("zero_fraction"), "s--", color=color, alpha=0.7, label=f"{prefix}zero activations")
-    longest = max(tables, key=len)
+    longest = max(tables, key=lambda t: len(t.rows))
     ax.set_xticks(longest.column("depth"), [r.layer for r in longest.rows], rotation=45, ha="right", fontsize=8)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("layer (shallow \u2192 deep)")
@@ -300,11 +494,71 @@ def sparsity(tables, labels=None, *, width: float = 8.0, height: float = 4.5, sa
     return _save(fig, save)
 
 
-def filters(patterns, **kwargs) -> Figure:
-    """The chapter's grid of filter patterns (8 x 8, 5 px margins): the result of
-    :func:`convviz.filters` or a (N, H, W, 3) uint8 array. Keyword arguments as
-    ``plot_filters`` in the ``convviz.filters`` module: ``columns``, ``margin``,
-    ``width``, ``title``, ``save``."""
-    from convviz.filters import plot_filters  # filters.py builds on this module
+@renamed(columns="ncols")
+@_legacy_figsize(lambda width: (width, None))
+def filters(
+    patterns,
+    *,
+    ncols: int | None = None,
+    margin: int = 5,
+    title: str | None = None,
+    figsize=None,
+    save=None,
+) -> Figure:
+    """The chapter's filter figure: patterns in a grid (8 x 8 for 64 filters).
 
-    return plot_filters(patterns, **kwargs)
+    Parameters
+    ----------
+    patterns : FilterPatterns or numpy.ndarray
+        A result of :func:`convviz.filters` or (N, H, W, C) uint8 images.
+    ncols : int, optional
+        Patterns per row; default ``ceil(sqrt(N))``. Formerly ``columns``.
+    margin : int
+        Black gap between patterns in pixels (the chapter: 5).
+    title : str, optional
+        Default: the layer and filter indices when ``patterns`` is a FilterPatterns.
+    figsize : (width, height), optional
+        The whole figure in inches. Default: 8 inches wide, as high as the grid needs
+        at that width; ``(width, None)`` keeps that rule at another width (the old
+        ``width=``).
+    save : path, optional
+        Also write the figure there (PNG, PDF, SVG... by extension).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fig = filters(np.zeros((10, 20, 20, 3), "uint8"))
+    >>> len(fig.axes)
+    1
+    """
+    width, height = _figsize(figsize)
+    indices = getattr(patterns, "filter_indices", None)
+    if title is None and indices is not None and hasattr(patterns, "layer"):
+        title = f"{patterns.layer}: filters {_describe_indices(indices)}"
+    grid = filter_grid(patterns, ncols=ncols, margin=margin)
+    title_in = 0.35 if title else 0.0
+    width = 8.0 if width is None else width
+    if height is None:
+        height = width * grid.shape[0] / grid.shape[1] + title_in
+    fig = Figure(figsize=(width, height), layout="constrained")
+    ax = fig.subplots()
+    if grid.shape[-1] == 1:
+        ax.imshow(grid[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    else:
+        ax.imshow(grid, interpolation="nearest")
+    if title:
+        ax.set_title(title, loc="left", fontsize=10)
+    ax.set_axis_off()
+    return _save(fig, save)
+
+
+def _describe_indices(indices) -> str:
+    indices = [int(i) for i in indices]
+    if indices == list(range(indices[0], indices[0] + len(indices))):
+        return f"{indices[0]}-{indices[-1]}" if len(indices) > 1 else str(indices[0])
+    shown = ", ".join(map(str, indices[:8]))
+    return shown + (", ..." if len(indices) > 8 else "")

@@ -8,10 +8,12 @@ Add ``"convviz.sphinxext"`` to ``extensions`` in ``conf.py``, then in any page::
        :kinds: gradcam activations
        :layers: stem_conv block4a_expand_conv top_conv
 
-``:model:`` is a built-in model name (see :data:`convviz.gallery.BUILTIN_MODELS`) or a
+``:model:`` is a built-in model name (see :data:`convviz.sources.BUILTIN_MODELS`) or a
 ``.keras`` file, and ``:images:`` are image files or ``skimage:NAME`` photos; file
 paths are relative to the page (or to the source folder when they start with ``/``).
-Other options mirror :func:`convviz.gallery.gallery`: ``:kinds:``, ``:layers:``,
+Other options mirror :func:`convviz.gallery`: ``:kinds:`` (any of
+:func:`convviz.galleries.kinds`, which include every registered CAM method, e.g.
+``gradcam_plusplus``), ``:layers:``,
 ``:filter-layers:``, ``:filters:``, ``:filter-steps:``, ``:max-channels:``,
 and ``:class-names:`` (comma-separated).
 
@@ -90,7 +92,7 @@ class GalleryDirective(Directive):
         return absolute
 
     def _model(self, env):
-        from convviz.gallery import BUILTIN_MODELS
+        from convviz.sources import BUILTIN_MODELS
 
         spec = self.options["model"].strip()
         if spec in BUILTIN_MODELS:
@@ -115,7 +117,7 @@ class GalleryDirective(Directive):
         import keras
 
         import convviz
-        from convviz.gallery import gallery
+        from convviz.galleries import gallery
 
         digest = hashlib.sha256()
         digest.update(json.dumps(

@@ -17,6 +17,7 @@ import warnings
 
 import keras
 
+from convviz._validation import check_verbose
 from convviz.errors import InputError
 
 __all__ = ["TrainingResult", "fit", "plot_history"]
@@ -50,6 +51,11 @@ class TrainingResult:
     test_metrics: dict = dataclasses.field(default_factory=dict)
     best_epoch: int | None = None
 
+    def plot(self, **kwargs):
+        """:func:`plot_history` of this run; keyword arguments (``figsize``, ``save``) are
+        passed on. Returns a matplotlib Figure."""
+        return plot_history(self, **kwargs)
+
 
 def _stamp(path: pathlib.Path):
     try:
@@ -69,7 +75,7 @@ def fit(
     test_ds=None,
     monitor: str = "val_loss",
     callbacks=(),
-    verbose="auto",
+    verbose: bool = True,
     **fit_kwargs,
 ) -> TrainingResult:
     """Train, keep the best epoch, reload it and evaluate it on the test split.
@@ -94,8 +100,10 @@ def fit(
         What "best" means; the chapter monitors ``"val_loss"``.
     callbacks : sequence
         Extra Keras callbacks.
-    verbose
-        Passed to ``fit`` and ``evaluate``.
+    verbose : bool
+        Keras' progress output for ``fit`` and ``evaluate`` (default True: a progress
+        bar). Keras-style 0, 1 and 2 (one line per epoch) are accepted; ``"auto"`` is
+        deprecated.
     **fit_kwargs
         Passed to ``model.fit``.
 
@@ -115,6 +123,7 @@ def fit(
     >>> result.test_accuracy  # doctest: +SKIP
     0.985
     """
+    verbose = check_verbose(verbose)
     checkpoint_path = pathlib.Path(checkpoint_path).expanduser()
     if checkpoint_path.suffix != ".keras":
         raise InputError(
@@ -181,7 +190,7 @@ def fit(
     return result
 
 
-def plot_history(history, *, save=None, figsize=(11.0, 4.0)):
+def plot_history(history, *, figsize=None, save=None):
     """The chapter's two training figures, side by side: accuracy and loss per epoch.
 
     Training values as dots (``"bo"``), validation values as a line (``"b"``).
@@ -190,9 +199,12 @@ def plot_history(history, *, save=None, figsize=(11.0, 4.0)):
     ----------
     history : dict, keras.callbacks.History or TrainingResult
         Metric name -> per-epoch values.
+    figsize : (width, height), optional
+        The whole figure in inches, as in :mod:`convviz.plot`. Default: 5.5 x 4 inches
+        per panel (11 x 4 for the chapter's two); either element may be None to keep
+        its default.
     save : str or path, optional
         Also write the figure to this file (format from its extension).
-    figsize : (width, height)
 
     Returns
     -------
@@ -213,6 +225,9 @@ def plot_history(history, *, save=None, figsize=(11.0, 4.0)):
     """
     from matplotlib.figure import Figure
 
+    from convviz.plot import _figsize
+
+    width, height = _figsize(figsize)
     values = getattr(history, "history", history)
     if not isinstance(values, dict):
         raise InputError(
@@ -225,7 +240,7 @@ def plot_history(history, *, save=None, figsize=(11.0, 4.0)):
     if not panels:
         raise InputError(f"The history has no accuracy or loss to plot; it has {sorted(values)}.")
 
-    fig = Figure(figsize=figsize)
+    fig = Figure(figsize=(width or 5.5 * len(panels), height or 4.0))
     for i, (metric, title) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), i + 1)
         train = values[metric]

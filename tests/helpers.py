@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 
 
 def random_images(n=2, size=(64, 64), channels=3, seed=0) -> np.ndarray:
@@ -54,7 +55,7 @@ def vgg16_in_functional(base, size=64) -> keras.Model:
 
 def xception_backbone():
     """keras-hub's xception_41_imagenet architecture with random weights (offline)."""
-    import keras_hub
+    keras_hub = pytest.importorskip("keras_hub", reason='keras-hub: pip install "convviz[hub]"')
 
     return keras_hub.models.XceptionBackbone(
         stackwise_conv_filters=[[32, 64], [128, 128], [256, 256], [728, 728]]

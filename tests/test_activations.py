@@ -139,7 +139,7 @@ def test_inspector_is_cached_on_the_model_and_reuses_feature_models():
     model = small_convnet(96)
     inspector = convviz.Inspector.of(model)
     assert convviz.Inspector.of(model) is inspector
-    assert inspector.feature_model() is inspector.feature_model(None)
+    assert inspector._feature_model() is inspector._feature_model(None)
     convviz.activations(model, random_images(1, (96, 96)))
     assert "_convviz_inspector" not in [w.path for w in model.weights]
 

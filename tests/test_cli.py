@@ -99,3 +99,43 @@ def test_unknown_kind_and_bad_number(tmp_path, saved_model, two_images, capsys):
     _fails_cleanly(["gallery", saved_model, *two_images, "--out", str(tmp_path / "o"), "--kinds", "heat"], capsys, "heat")
     _fails_cleanly(["gallery", saved_model, *two_images, "--out", str(tmp_path / "o"), "--filters", "0"], capsys, "filters")
     assert not (tmp_path / "o").exists()
+
+
+def test_explain_writes_the_figure_and_the_maps(tmp_path, saved_model, two_images, capsys):
+    import numpy as np
+
+    import convviz
+
+    fig = tmp_path / "figs" / "explained.png"
+    maps = tmp_path / "maps.npz"
+    argv = ["explain", saved_model, *two_images, "--out", str(fig), "--method", "gradcam_plusplus",
+            "--class-index", "1", "--class-names", "a,b,c", "--maps", str(maps)]
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().out.split() == [str(maps), str(fig)]
+    assert fig.stat().st_size > 0
+    saved = convviz.Explanation.load(maps)
+    images, _ = convviz.galleries.load_images(two_images)
+    expected = convviz.explain(saved_model, images, method="gradcam_plusplus", class_index=1)
+    np.testing.assert_allclose(saved.maps, expected.maps, atol=1e-6)
+    assert saved.method == "gradcam_plusplus" and saved.class_index.tolist() == [1, 1]
+
+
+def test_explain_help_lists_the_registered_methods(capsys):
+    import convviz
+
+    with pytest.raises(SystemExit):
+        cli.main(["explain", "--help"])
+    out = capsys.readouterr().out
+    for name in convviz.methods.method_names():
+        assert name in out
+
+
+def test_explain_errors_are_one_line(tmp_path, saved_model, two_images, capsys):
+    assert cli.main(["explain", saved_model, *two_images, "--out", str(tmp_path / "f.png"), "--class-index", "x"]) == 2
+    assert capsys.readouterr().err.startswith("convviz explain: error: --class-index takes integers")
+    assert cli.main(["explain", saved_model, *two_images, "--out", str(tmp_path / "f.png"), "--layer", "nope"]) == 2
+    assert "nope" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert cli.main(["explain", saved_model, *two_images, "--out", str(blocker / "f.png")]) == 2
+    assert capsys.readouterr().err.startswith("convviz explain: error: Cannot write")

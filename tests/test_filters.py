@@ -14,16 +14,16 @@ from matplotlib.figure import Figure
 from convviz import models
 from convviz._autodiff import ascent_step
 from convviz.errors import InputError, LayerNotFoundError, ModelStructureError
-from convviz.filters import (
+from convviz.filter_patterns import (
     FilterPatterns,
     chunk_size,
     deprocess,
     filter_grid,
     filters,
     normalize_gradient,
-    plot_filters,
     start_images,
 )
+from convviz.plot import filters as plot_filters
 
 MODEL_SIZE = 80  # the small convnet's minimum is 78; its input size is fixed
 SIZE = (64, 64)  # differs from MODEL_SIZE: exercises the head rebuilt at `size`
@@ -58,7 +58,7 @@ def run():
     responses = _chapter_losses(act(start_images(0, candidates, (*SIZE, 3))), candidates)
     picked = [f for f, r in zip(candidates, responses) if r > 1e-4][:8]
     assert len(picked) == 8, responses
-    result = filters(model, LAYER, picked, size=SIZE, verbose=0)
+    result = filters(model, LAYER, filters=picked, size=SIZE, verbose=False)
     return model, result, act, act(start_images(0, picked, (*SIZE, 3)))
 
 
@@ -69,7 +69,7 @@ def test_result_shapes_and_types(run):
     assert result.images.dtype == np.uint8
     assert result.raw.shape == (8, *SIZE, 3) and result.raw.dtype == np.float32
     assert result.layer == LAYER and result.seed == 0
-    np.testing.assert_array_equal(result.images, deprocess(result.raw, 25))
+    np.testing.assert_array_equal(result.images, deprocess(result.raw, crop=25))
 
 
 def test_ascent_raises_the_chapter_loss_at_least_fivefold(run):
@@ -96,7 +96,7 @@ def test_reported_loss_matches_an_independent_forward_pass(run):
 def test_loss_at_model_size_matches_keras_model_to_layer_output(run):
     model, shared, _, _ = run
     picked = shared.filter_indices[:2]
-    result = filters(model, LAYER, picked, steps=2, size=MODEL_SIZE, verbose=0)
+    result = filters(model, LAYER, filters=picked, steps=2, size=MODEL_SIZE, verbose=False)
     layer_output = reference_output(model.inputs, model.get_layer(LAYER).output, result.raw)
     expected = _chapter_losses(layer_output, picked)
     np.testing.assert_allclose(result.losses, expected, rtol=1e-4, atol=1e-5)
@@ -107,7 +107,7 @@ def test_batched_equals_one_at_a_time(run):
     rows = [1, 6]
     picked = result.filter_indices[rows]
     # A budget too small for two images forces chunks of one filter each.
-    single = filters(model, LAYER, picked, size=SIZE, memory_budget=1, verbose=0)
+    single = filters(model, LAYER, filters=picked, size=SIZE, memory_budget=1, verbose=False)
     # Kernels may round differently per batch size, and a relu kink can amplify that
     # at a few pixels over 30 steps, so compare whole images, relative to the distance
     # each image travelled.
@@ -122,24 +122,24 @@ def test_batched_equals_one_at_a_time(run):
 def test_same_seed_same_images_other_seed_different(run):
     model, result, _, _ = run
     picked = result.filter_indices[:2]
-    kwargs = dict(steps=3, size=SIZE, memory_budget=1, verbose=0)
-    first = filters(model, LAYER, picked, **kwargs)
-    again = filters(model, LAYER, picked, **kwargs)
+    kwargs = dict(steps=3, size=SIZE, memory_budget=1, verbose=False)
+    first = filters(model, LAYER, filters=picked, **kwargs)
+    again = filters(model, LAYER, filters=picked, **kwargs)
     np.testing.assert_array_equal(again.images, first.images)
     np.testing.assert_array_equal(again.raw, first.raw)
-    other = filters(model, LAYER, picked, seed=1, **kwargs)
+    other = filters(model, LAYER, filters=picked, seed=1, **kwargs)
     assert not np.array_equal(other.images, first.images)
-    drawn = filters(model, LAYER, picked, seed=None, **kwargs)
-    replay = filters(model, LAYER, picked, seed=drawn.seed, **kwargs)
+    drawn = filters(model, LAYER, filters=picked, seed=None, **kwargs)
+    replay = filters(model, LAYER, filters=picked, seed=drawn.seed, **kwargs)
     np.testing.assert_array_equal(replay.raw, drawn.raw)
 
 
 def test_start_images_depend_only_on_seed_and_filter():
-    a = start_images(3, [0, 4, 9], (8, 8, 3), (-1.0, 1.0))
-    b = start_images(3, [9, 0], (8, 8, 3), (-1.0, 1.0))
+    a = start_images(3, [0, 4, 9], (8, 8, 3), pixel_range=(-1.0, 1.0))
+    b = start_images(3, [9, 0], (8, 8, 3), pixel_range=(-1.0, 1.0))
     np.testing.assert_array_equal(a[[2, 0]], b)
     assert a.min() >= -0.2 and a.max() <= 0.2  # [0.4, 0.6] of the range (-1, 1)
-    assert not np.array_equal(a, start_images(4, [0, 4, 9], (8, 8, 3), (-1.0, 1.0)))
+    assert not np.array_equal(a, start_images(4, [0, 4, 9], (8, 8, 3), pixel_range=(-1.0, 1.0)))
     # (seed, filter 0) must not collide with another seed's stream.
     assert not np.array_equal(start_images(3, [0], (8, 8, 3)), start_images(0, [3], (8, 8, 3)))
 
@@ -160,7 +160,7 @@ def test_gradient_normalisation_is_per_image_global_l2():
 def test_each_step_moves_each_image_by_learning_rate_times_range(run):
     model, shared, _, _ = run
     picked = shared.filter_indices
-    result = filters(model, LAYER, picked, steps=1, learning_rate=2.0, size=SIZE, verbose=0)
+    result = filters(model, LAYER, filters=picked, steps=1, learning_rate=2.0, size=SIZE, verbose=False)
     moved = result.raw - start_images(0, picked, (*SIZE, 3))
     norms = np.sqrt((moved.astype(np.float64) ** 2).sum(axis=(1, 2, 3)))
     # Per image, not per batch (norms would share 2 * 255) or per pixel (far larger).
@@ -187,7 +187,7 @@ def test_ascent_step_differentiates_through_transform_and_applies_update():
 def test_regularisers_smooth_the_pattern(run):
     model, result, _, _ = run
     picked = result.filter_indices[:2]
-    smooth = filters(model, LAYER, picked, size=SIZE, jitter=2, blur=1.0, tv=0.05, verbose=0)
+    smooth = filters(model, LAYER, filters=picked, size=SIZE, jitter=2, blur=1.0, tv=0.05, verbose=False)
     assert np.all(np.isfinite(smooth.raw)) and np.all(smooth.losses > 0)
 
     def tv(x):
@@ -199,7 +199,7 @@ def test_regularisers_smooth_the_pattern(run):
 def test_layer_inside_nested_vgg16_base():
     base = vgg16_base(64)
     model = vgg16_in_sequential(base, 64)  # augmentation in front must stay inactive
-    result = filters(model, "block2_conv1", [0, 3, 7], steps=5, size=64, crop=8, verbose=0)
+    result = filters(model, "block2_conv1", filters=[0, 3, 7], steps=5, size=64, crop=8, verbose=False)
     assert result.images.shape == (3, 48, 48, 3) and result.layer == "block2_conv1"
     # Independent path: the base's own graph, fed the model's Rescaling(1/255) by hand.
     ref = reference_output(base.inputs, base.get_layer("block2_conv1").output, result.raw / 255)
@@ -213,32 +213,32 @@ def test_layer_inside_nested_vgg16_base():
 def test_bad_requests_raise_clear_errors(run):
     model, _, _, _ = run
     with pytest.raises(InputError, match="out of range.*128 filters"):
-        filters(model, LAYER, 128, size=SIZE, verbose=0)
+        filters(model, LAYER, filters=128, size=SIZE, verbose=False)
     with pytest.raises(InputError, match="out of range"):
-        filters(model, LAYER, [0, -1], size=SIZE, verbose=0)
+        filters(model, LAYER, filters=[0, -1], size=SIZE, verbose=False)
     with pytest.raises(InputError, match="selects no filter"):
-        filters(model, LAYER, slice(200, 300), size=SIZE, verbose=0)
+        filters(model, LAYER, filters=slice(200, 300), size=SIZE, verbose=False)
     with pytest.raises(ModelStructureError, match="feature map"):
-        filters(model, "flatten", verbose=0)
+        filters(model, "flatten", verbose=False)
     with pytest.raises(ModelStructureError, match="feature map"):
-        filters(model, "dense", verbose=0)
+        filters(model, "dense", verbose=False)
     for steps in (0, -3, 2.5):
         with pytest.raises(InputError, match="steps"):
-            filters(model, LAYER, 0, steps=steps, size=SIZE, verbose=0)
+            filters(model, LAYER, filters=0, steps=steps, size=SIZE, verbose=False)
     with pytest.raises(LayerNotFoundError, match="conv2d_2"):
-        filters(model, "conv2d_22", verbose=0)
+        filters(model, "conv2d_22", verbose=False)
     with pytest.raises(InputError, match="pixel_range"):
-        filters(model, LAYER, 0, pixel_range=(1, 0), size=SIZE, verbose=0)
+        filters(model, LAYER, filters=0, pixel_range=(1, 0), size=SIZE, verbose=False)
     with pytest.raises(InputError, match="crop"):
-        filters(model, LAYER, 0, size=SIZE, crop=32, verbose=0)
+        filters(model, LAYER, filters=0, size=SIZE, crop=32, verbose=False)
     with pytest.raises(InputError, match="larger size"):
-        filters(model, "conv2d_4", 0, size=SIZE, verbose=0)
+        filters(model, "conv2d_4", filters=0, size=SIZE, verbose=False)
     with pytest.raises(InputError, match="seed"):
-        filters(model, LAYER, 0, size=SIZE, seed=-1, verbose=0)
+        filters(model, LAYER, filters=0, size=SIZE, seed=-1, verbose=False)
 
 
 def test_filter_selection_forms():
-    from convviz.filters import _filter_indices
+    from convviz.filter_patterns import _filter_indices
 
     assert _filter_indices(None, 4, "conv").tolist() == [0, 1, 2, 3]
     assert _filter_indices(2, 4, "conv").tolist() == [2]
@@ -273,7 +273,7 @@ def test_grid_and_figure(tmp_path):
     assert grid.shape == (8 * 10 + 7 * 5, 8 * 10 + 7 * 5, 3)
     np.testing.assert_array_equal(grid[15:25, 30:40], images[1 * 8 + 2])
     assert grid[10:15].max() == 0  # black margins, as in the chapter
-    assert filter_grid(images[:10], columns=4).shape == (3 * 10 + 2 * 5, 4 * 10 + 3 * 5, 3)
+    assert filter_grid(images[:10], ncols=4).shape == (3 * 10 + 2 * 5, 4 * 10 + 3 * 5, 3)
     path = tmp_path / "out" / "filters.png"
     fig = plot_filters(images[:5], save=path)
     assert isinstance(fig, Figure) and path.stat().st_size > 0
@@ -283,3 +283,53 @@ def test_grid_and_figure(tmp_path):
     assert fig.axes[0].get_title(loc="left") == "conv: filters 4-6"
     with pytest.raises(InputError):
         filter_grid(np.zeros((10, 10, 3)))
+
+
+def test_old_positional_options_warn_and_give_the_same_result(run):
+    model, shared, _, _ = run
+    picked = list(shared.filter_indices[:2])
+    kwargs = dict(steps=1, size=SIZE, verbose=False)
+    with pytest.warns(DeprecationWarning, match="filters to filters.. by position"):
+        old = filters(model, LAYER, picked, **kwargs)
+    np.testing.assert_array_equal(old.raw, filters(model, LAYER, filters=picked, **kwargs).raw)
+    with pytest.warns(DeprecationWarning, match="pixel_range"):
+        a = start_images(3, [0, 4], (8, 8, 3), (-1.0, 1.0))
+    np.testing.assert_array_equal(a, start_images(3, [0, 4], (8, 8, 3), pixel_range=(-1.0, 1.0)))
+    raw = np.random.default_rng(1).random((2, 20, 20, 3))
+    with pytest.warns(DeprecationWarning, match="crop"):
+        np.testing.assert_array_equal(deprocess(raw, 5), deprocess(raw, crop=5))
+    with pytest.warns(DeprecationWarning, match="memory_budget"):
+        assert chunk_size(1_000_000, 64, 96_000_000) == chunk_size(1_000_000, 64, memory_budget=96_000_000)
+
+
+def test_batch_size_none_is_the_memory_budget_rule_and_explicit_sizes_agree(run):
+    model, shared, _, _ = run
+    picked = shared.filter_indices[:3]
+    kwargs = dict(filters=picked, steps=2, size=SIZE, verbose=False)
+    automatic = filters(model, LAYER, **kwargs)
+    chunked = filters(model, LAYER, batch_size=2, **kwargs)
+    np.testing.assert_allclose(chunked.raw, automatic.raw, rtol=1e-3, atol=1e-2)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(InputError, match="batch_size"):
+            filters(model, LAYER, batch_size=bad, **kwargs)
+
+
+def test_progress_goes_to_stderr(run, capsys):
+    model, shared, _, _ = run
+    filters(model, LAYER, filters=shared.filter_indices[:2], steps=1, size=SIZE, batch_size=1)
+    out = capsys.readouterr()
+    assert out.out == "" and "2/2" in out.err
+    filters(model, LAYER, filters=shared.filter_indices[:2], steps=1, size=SIZE, verbose=False)
+    assert capsys.readouterr() == ("", "")
+
+
+def test_patterns_plot_is_plot_filters_with_options(run, tmp_path):
+    _, result, _, _ = run
+    fig = result.plot(ncols=4, margin=2, figsize=(6, None), save=tmp_path / "p.png")
+    same = plot_filters(result, ncols=4, margin=2, figsize=(6, None))
+    np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), same.axes[0].images[0].get_array())
+    np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), filter_grid(result, ncols=4, margin=2))
+    assert tuple(fig.get_size_inches()) == tuple(same.get_size_inches()) and fig.get_size_inches()[0] == 6
+    assert fig.axes[0].get_title(loc="left") == same.axes[0].get_title(loc="left")
+    assert fig.axes[0].get_title(loc="left").startswith(f"{LAYER}: filters {result.filter_indices[0]}")
+    assert (tmp_path / "p.png").exists()

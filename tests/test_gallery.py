@@ -1,4 +1,3 @@
-import importlib
 import json
 import os
 import pathlib
@@ -13,11 +12,11 @@ from helpers import random_images
 from PIL import Image
 
 import convviz
+from convviz import galleries
 from convviz.errors import InputError
-from convviz.gallery import _spread, load_images
+from convviz.galleries import _spread, load_images
 
-# convviz.gallery is the function; the module holds the helpers patched below.
-gallery_module = importlib.import_module("convviz.gallery")
+gallery_module = galleries
 
 
 def tiny_model(n_classes=3) -> keras.Model:
@@ -111,7 +110,7 @@ def test_activation_grids_show_the_real_feature_maps(tmp_path):
     # The PNG is the plot module's figure of the same maps (drawn independently here).
     acts = convviz.activations(model, image, layers=["conv_b"])
     expected = tmp_path / "expected.png"
-    convviz.plot.activations(acts, images_per_row=8, width=8.0).savefig(expected, dpi=100, bbox_inches="tight")
+    convviz.plot.activations(acts, ncols=8, figsize=(8.0, None)).savefig(expected, dpi=100, bbox_inches="tight")
     with Image.open(result.path / fig.file) as got, Image.open(expected) as want:
         assert got.size == want.size
         assert np.array_equal(np.asarray(got), np.asarray(want))
@@ -259,3 +258,19 @@ def test_every_image_loads_in_headless_chromium(tmp_path):
     assert [src for src, _, _ in loaded] == [f.file for f in result.figures]
     broken = [src for src, complete, width in loaded if not (complete and width > 0)]
     assert broken == []
+
+
+def test_any_registered_cam_method_is_a_gallery_kind(tmp_path):
+    model = tiny_model()
+    images = random_images(2, size=(32, 32))
+    assert convviz.galleries.kinds() == (
+        "activations", "filters", *convviz.methods.method_names("cam"), "sparsity"
+    )
+    result = convviz.gallery(model, images, tmp_path / "g", kinds=["gradcam_plusplus", "gradcam"], verbose=False)
+    assert [f.kind for f in result.figures] == ["gradcam"] * 2 + ["gradcam_plusplus"] * 2
+    page = result.index.read_text()
+    assert "<h2>Grad-CAM++</h2>" in page and "<h2>Grad-CAM</h2>" in page
+    explained = convviz.explain(model, images, method="gradcam_plusplus")
+    for i, fig in enumerate(f for f in result.figures if f.kind == "gradcam_plusplus"):
+        assert fig.caption.startswith(f"Grad-CAM++ of class {explained.class_index[i]} ")
+        assert (result.path / fig.file).stat().st_size > 0

@@ -590,3 +590,165 @@ def test_pretrained_lite0_base_beats_scratch_on_the_same_tiny_budget(tiny_shapes
     assert len(train_y) == 200 and len(test_y) == 100
     assert pretrained >= 0.9, (pretrained, scratch)
     assert pretrained > scratch, (pretrained, scratch)
+
+
+# --------------------------------------------------------------------------- #
+# Conventions: keyword-only options, verbose, one cache-dir helper, the layout
+# --------------------------------------------------------------------------- #
+
+
+def _shim_warnings(caught):
+    return [w for w in caught if issubclass(w.category, DeprecationWarning) and "by position" in str(w.message)]
+
+
+def test_positional_options_still_work_with_a_deprecation_warning():
+    with pytest.warns(DeprecationWarning, match=r"compile.*by position") as caught:
+        model = models.mnist_convnet(False)
+    assert _shim_warnings(caught)[0].filename == __file__  # points at the caller, not at convviz
+    assert not model.compiled and model.output_shape == (None, 10)
+
+    with pytest.warns(DeprecationWarning, match=r"augmentation, dropout"):
+        model = models.small_convnet((96, 96, 3), True, 0.3)
+    assert model.get_layer("data_augmentation") and model.get_layer("dropout").rate == 0.3
+
+    with pytest.warns(DeprecationWarning, match="input_shape"):
+        base = models.vgg16_conv_base(None, (32, 32, 3))
+    assert base.output_shape == (None, 1, 1, 512)
+
+    with pytest.warns(DeprecationWarning, match=r"input_shape, trainable"):
+        base = models.efficientnet_lite0_conv_base(None, (32, 32, 3), True)
+    assert base.output_shape == (None, 1, 1, 1280) and base.trainable
+
+    with pytest.warns(DeprecationWarning, match="weights, augmentation"):
+        model = models.efficientnet_lite0_feature_extractor((32, 32), None, False)
+    assert "data_augmentation" not in [layer.name for layer in model.layers]
+
+    batches = [(np.zeros((2, 32, 32, 3), "float32"), np.array([0, 1]))]
+    with pytest.warns(DeprecationWarning, match="preprocess"):
+        features, _ = models.extract_features(batches, base, lambda x: x + 1.0)
+    np.testing.assert_allclose(features, base.predict(np.ones((2, 32, 32, 3)), verbose=0), rtol=1e-5, atol=1e-5)
+
+    with pytest.raises(TypeError, match="multiple values"):
+        models.small_convnet((96, 96, 3), True, augmentation=False)
+    # Options that never were positional still are not.
+    with pytest.raises(TypeError, match="positional"):
+        models.mnist_convnet(True, True)
+    with pytest.raises(TypeError, match="positional"):
+        models.small_convnet((96, 96, 3), True, 0.3, False)
+    with pytest.raises(TypeError, match="positional"):
+        models.vgg16_conv_base(None, (32, 32, 3), False)
+
+
+def test_keyword_options_and_internal_calls_are_silent():
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        models.mnist_convnet(compile=False)
+        models.small_convnet((96, 96, 3), augmentation=True, dropout=0.3, compile=False)
+        # These build their base (and converter) through other builders.
+        models.vgg16_end_to_end(weights=None, input_shape=(32, 32, 3), augmentation=False)
+        model = models.efficientnet_lite0_feature_extractor((32, 32), weights=None, augmentation=False)
+        models.extract_features(
+            [(np.zeros((2, 32, 32, 3), "float32"), np.array([0, 1]))],
+            model.get_layer("efficientnet_lite0"), preprocess=None, verbose=False,
+        )
+        if "keras_hub" in sys.modules or _has_keras_hub():
+            models.xception_feature_extractor(preset=None, image_size=(71, 71), compile=False)
+    assert not _shim_warnings(caught), [str(w.message) for w in _shim_warnings(caught)]
+
+
+def _has_keras_hub():
+    try:
+        import keras_hub  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_extract_features_verbose_follows_the_convention(capsys):
+    base = models.efficientnet_lite0_conv_base(weights=None, input_shape=(32, 32, 3))
+    batches = [(np.zeros((2, 32, 32, 3), "float32"), np.array([0, 1]))] * 3
+    models.extract_features(batches, base, verbose=True)
+    out, err = capsys.readouterr()
+    assert "3/3" in err and out == ""  # a progress bar over the three batches, on stderr
+    models.extract_features(batches, base, verbose=False)
+    assert capsys.readouterr() == ("", "")
+    with pytest.raises(InputError, match="verbose"):
+        models.extract_features(batches, base, verbose="loud")
+    with pytest.raises(InputError, match="verbose"):
+        models.vgg16_features(batches, models.vgg16_conv_base(weights=None, input_shape=(32, 32, 3)), verbose=3)
+
+
+def test_keras_cache_dir_follows_keras(monkeypatch, tmp_path):
+    from convviz._cache import keras_cache_dir
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
+    assert keras_cache_dir() == str(tmp_path / "kh")
+    assert keras_cache_dir("models", "w.h5") == str(tmp_path / "kh" / "models" / "w.h5")
+    # An explicit cache_dir= wins, with ~ expanded.
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert keras_cache_dir("models", root="~/cache") == str(tmp_path / "home" / "cache" / "models")
+    monkeypatch.delenv("KERAS_HOME")
+    (tmp_path / "home").mkdir()
+    assert keras_cache_dir() == str(tmp_path / "home" / ".keras")
+
+
+def test_vgg16_weights_go_to_the_keras_cache_by_default(no_network, monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    with pytest.raises(WeightsUnavailableError) as info:
+        models.vgg16_conv_base()
+    fname = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    assert str(tmp_path / "keras_home" / "models" / fname) in str(info.value)
+
+
+def test_the_cache_module_is_the_only_cache_dir_helper():
+    """No other module works out Keras' (or kagglehub's) cache folder by itself."""
+    import ast
+    import pathlib
+
+    import convviz
+
+    def joined_parts(node):
+        """String constants used as path components: os.path.join(...), Path(...), a / b."""
+        if isinstance(node, ast.Call):
+            name = getattr(node.func, "attr", getattr(node.func, "id", ""))
+            if name in ("join", "Path", "PurePath", "joinpath"):
+                return list(node.args)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            return [node.left, node.right]
+        return []
+
+    package = pathlib.Path(convviz.__file__).parent
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        if path == package / "_cache.py":
+            continue
+        where = path.relative_to(package)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value in ("KERAS_HOME", "KAGGLEHUB_CACHE", "/tmp/.keras"):
+                offenders.append(f"{where}:{node.lineno}: {node.value!r}")
+            for part in joined_parts(node):
+                if isinstance(part, ast.Constant) and part.value in (".keras", "/tmp", "kagglehub"):
+                    offenders.append(f"{where}:{node.lineno}: path part {part.value!r}")
+            if isinstance(node, ast.FunctionDef) and node.name.endswith("cache_dir"):
+                offenders.append(f"{where}:{node.lineno}: def {node.name}")
+    assert not offenders, offenders
+
+
+def test_models_package_layout():
+    import importlib
+    import pkgutil
+
+    submodules = [info.name for info in pkgutil.iter_modules(models.__path__)]
+    assert {"scratch", "vgg16", "xception", "lite0", "transfer"} <= set(submodules)
+    # No submodule shares its name with a function convviz.models exports.
+    assert not set(submodules) & set(models.__all__)
+    for name in models.__all__:
+        assert callable(getattr(models, name)), name
+    # Every public builder of a submodule is exported by the package, the same object.
+    for sub in (name for name in submodules if not name.startswith("_")):
+        module = importlib.import_module(f"convviz.models.{sub}")
+        for name in getattr(module, "__all__", []):
+            assert getattr(models, name) is getattr(module, name), (sub, name)
+    assert models.XCEPTION_PRESET == "xception_41_imagenet" and models.LITE0_BASE_NAME == "efficientnet_lite0"

@@ -31,7 +31,7 @@ def test_blank_and_constant_channels_stay_blank_without_warnings():
 
 def test_grid_layout_16_per_row_with_gaps():
     maps = np.random.default_rng(1).random((4, 3, 20))
-    grid = activation_grid(maps, images_per_row=16)
+    grid = activation_grid(maps, ncols=16)
     assert grid.shape == (2 * 5 - 1, 16 * 4 - 1)
     # Channel 17 sits in row 1, column 1; gaps and the empty tail are NaN.
     np.testing.assert_array_equal(grid[5:9, 4:7], standardize_channels(maps)[..., 17])
@@ -59,3 +59,154 @@ def test_activation_figure_errors():
         convviz.plot.activations(acts, image_index=3)
     with pytest.raises(InputError, match="No spatial"):
         convviz.plot.activations({"dense": np.zeros((1, 3))})
+
+
+# -- options: ncols, figsize, save; old names for one release ------------------------------
+
+
+def _acts():
+    rng = np.random.default_rng(3)
+    return {"conv": rng.random((2, 10, 10, 20)), "pool": rng.random((2, 5, 5, 12))}
+
+
+def _shown(fig):
+    return [ax.images[0].get_array() for ax in fig.axes if ax.images]
+
+
+def test_activation_figure_default_size_follows_the_grids():
+    fig = convviz.plot.activations(_acts())
+    width, height = fig.get_size_inches()
+    # 12 inches wide; each panel as high as its grid at that width, plus a title line.
+    grids = [activation_grid(a[0], ncols=16) for a in _acts().values()]
+    assert width == 12.0
+    assert height == pytest.approx(sum(12.0 * g.shape[0] / g.shape[1] + 0.35 for g in grids))
+    assert tuple(convviz.plot.activations(_acts(), figsize=(6, 5)).get_size_inches()) == (6, 5)
+    narrow = convviz.plot.activations(_acts(), figsize=(6, None)).get_size_inches()
+    assert narrow[0] == 6 and narrow[1] == pytest.approx(sum(6.0 * g.shape[0] / g.shape[1] + 0.35 for g in grids))
+
+
+def test_activation_figure_old_option_names_warn_and_draw_the_same():
+    new = convviz.plot.activations(_acts(), ncols=8, figsize=(9, None))
+    with pytest.warns(DeprecationWarning) as record:
+        old = convviz.plot.activations(_acts(), images_per_row=8, width=9)
+    messages = " ".join(str(r.message) for r in record)
+    assert "images_per_row" in messages and "width" in messages
+    assert all(r.filename == __file__ for r in record)
+    assert tuple(old.get_size_inches()) == tuple(new.get_size_inches())
+    for a, b in zip(_shown(old), _shown(new)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.warns(DeprecationWarning, match="layers to activations.. by position"):
+        only = convviz.plot.activations(_acts(), ["pool"])
+    assert len(only.axes) == 1
+    with pytest.raises(InputError, match="figsize="):
+        convviz.plot.activations(_acts(), width=9, figsize=(9, 9))
+    with pytest.warns(DeprecationWarning, match="images_per_row"):
+        grid = activation_grid(_acts()["conv"][0], images_per_row=8)
+    with pytest.warns(DeprecationWarning, match="by position"):
+        same = activation_grid(_acts()["conv"][0], 8)
+    np.testing.assert_array_equal(grid, activation_grid(_acts()["conv"][0], ncols=8))
+    np.testing.assert_array_equal(same, grid)
+
+
+@pytest.mark.parametrize("bad", [(0, 3), (3,), "big", (float("nan"), 2), (True, 2), 5])
+def test_bad_figsize_and_ncols_raise_input_error(bad):
+    with pytest.raises(InputError, match="figsize"):
+        convviz.plot.activations(_acts(), figsize=bad)
+    with pytest.raises(InputError, match="ncols"):
+        convviz.plot.activations(_acts(), ncols=0)
+
+
+def _pictures(n=3):
+    return np.random.default_rng(4).integers(0, 256, (n, 16, 12, 3), dtype=np.uint8)
+
+
+def _heat(n=3):
+    return np.random.default_rng(5).random((n, 4, 3)).astype("float32")
+
+
+def test_overlay_takes_one_image_or_a_batch_and_old_names_warn():
+    pictures, heat = _pictures(), _heat()
+    batch = convviz.plot.overlay(pictures, heat)
+    assert batch.shape == (3, 16, 12, 3) and batch.dtype == np.uint8
+    for i in range(3):
+        np.testing.assert_array_equal(batch[i], convviz.plot.overlay(pictures[i], heat[i]))
+    with pytest.warns(DeprecationWarning, match=r"overlay\((image|heatmap)=") as record:
+        old = convviz.plot.overlay(image=pictures[0], heatmap=heat[0])
+    assert len(record) == 2  # image= and heatmap=
+    np.testing.assert_array_equal(old, batch[0])
+    with pytest.raises(InputError, match=r"\(N, h, w\) heatmaps"):
+        convviz.plot.overlay(pictures, heat[0])
+    with pytest.raises(InputError, match="3 images but 2 heatmaps"):
+        convviz.plot.overlay(pictures, heat[:2])
+
+
+def test_gradcam_figure_sizes_and_old_names():
+    pictures, heat = _pictures(), _heat()
+    default = convviz.plot.gradcam(pictures, heat, ncols=2)
+    assert tuple(default.get_size_inches()) == (6.0, 6.0)  # 3-inch panels, 2 x 2
+    assert tuple(convviz.plot.gradcam(pictures, heat, figsize=(7, 2)).get_size_inches()) == (7, 2)
+    assert tuple(convviz.plot.gradcam(pictures, heat, ncols=2, figsize=(8, None)).get_size_inches()) == (8, 8)
+    with pytest.warns(DeprecationWarning) as record:
+        old = convviz.plot.gradcam(pictures, heat, columns=2, panel=4.0)
+    messages = " ".join(str(r.message) for r in record)
+    assert "columns" in messages and "panel" in messages
+    assert tuple(old.get_size_inches()) == (8.0, 8.0)  # panel * cols, panel * rows
+    new = convviz.plot.gradcam(pictures, heat, ncols=2, figsize=(8.0, 8.0))
+    for a, b in zip(_shown(old), _shown(new)):
+        np.testing.assert_array_equal(a, b)
+
+
+class _Table:
+    """Anything with .column(), .rows and .images draws: plot.py knows no result class."""
+
+    def __init__(self, blank):
+        self.rows = [type("Row", (), {"layer": f"l{i}"})() for i in range(len(blank))]
+        self.images = 5
+        self._columns = {
+            "depth": np.arange(1, len(blank) + 1), "blank_fraction": np.asarray(blank),
+            "zero_fraction": np.asarray(blank) / 2,
+        }
+
+    def column(self, name):
+        return self._columns[name]
+
+
+def test_sparsity_figure_duck_typed_sizes_and_old_names(tmp_path):
+    one, two = _Table([0.1, 0.4, 0.8]), _Table([0.0, 0.2])
+    fig = convviz.plot.sparsity(one)
+    assert tuple(fig.get_size_inches()) == (8.0, 4.5) and len(fig.axes[0].lines) == 2
+    fig = convviz.plot.sparsity([one, two], labels=["a", "b"], figsize=(6, 3), save=tmp_path / "s.png")
+    assert tuple(fig.get_size_inches()) == (6, 3) and (tmp_path / "s.png").exists()
+    with pytest.warns(DeprecationWarning) as record:
+        old = convviz.plot.sparsity([one, two], ["a", "b"], width=6, height=3)
+    messages = " ".join(str(r.message) for r in record)
+    assert "labels" in messages and "width=, height=" in messages
+    assert tuple(old.get_size_inches()) == (6, 3)
+    assert [line.get_label() for line in old.axes[0].lines] == [line.get_label() for line in fig.axes[0].lines]
+    with pytest.warns(DeprecationWarning):
+        assert tuple(convviz.plot.sparsity(one, width=5).get_size_inches()) == (5, 4.5)
+
+
+def test_filters_figure_duck_typed_sizes_and_old_names():
+    from types import SimpleNamespace
+
+    from convviz.plot import filter_grid
+
+    images = np.random.default_rng(6).integers(0, 256, (6, 10, 10, 3), dtype=np.uint8)
+    patterns = SimpleNamespace(images=images, layer="conv", filter_indices=np.arange(2, 8))
+    fig = convviz.plot.filters(patterns, ncols=3)
+    grid = filter_grid(images, ncols=3)
+    assert fig.axes[0].get_title(loc="left") == "conv: filters 2-7"
+    np.testing.assert_array_equal(_shown(fig)[0], grid)
+    width, height = fig.get_size_inches()
+    assert width == 8.0 and height == pytest.approx(8.0 * grid.shape[0] / grid.shape[1] + 0.35)
+    with pytest.warns(DeprecationWarning) as record:
+        old = convviz.plot.filters(patterns, columns=3, width=5)
+    assert {"columns", "width"} <= {w for r in record for w in ("columns", "width") if w in str(r.message)}
+    new = convviz.plot.filters(patterns, ncols=3, figsize=(5, None))
+    assert tuple(old.get_size_inches()) == tuple(new.get_size_inches())
+    np.testing.assert_array_equal(_shown(old)[0], _shown(new)[0])
+    with pytest.warns(DeprecationWarning, match="columns"):
+        np.testing.assert_array_equal(filter_grid(images, columns=3), grid)
+    with pytest.warns(DeprecationWarning, match="by position"):
+        np.testing.assert_array_equal(filter_grid(images, 3, 0), filter_grid(images, ncols=3, margin=0))

@@ -156,3 +156,37 @@ def test_errors():
         convviz.sparsity(model, iter([]), verbose=False)
     with pytest.raises(InputError):
         convviz.sparsity(model, 42)
+
+
+def test_progress_goes_to_stderr_over_images_or_stream_batches(capsys):
+    model = _model()
+    convviz.sparsity(model, _images(5), batch_size=2)  # verbose=True is the default
+    out = capsys.readouterr()
+    assert out.out == "" and "5/5" in out.err and "image" in out.err
+    convviz.sparsity(model, (b for b in np.split(_images(6), 3)), verbose=True)
+    out = capsys.readouterr()
+    assert out.out == "" and "3" in out.err and "batch" in out.err
+    convviz.sparsity(model, _images(2), verbose=False)
+    assert capsys.readouterr() == ("", "")
+
+
+def test_old_data_keyword_still_streams_with_a_warning():
+    model = _model()
+    images = _images(7, seed=3)
+    expected = convviz.sparsity(model, images, verbose=False)
+    with pytest.warns(DeprecationWarning, match=r"sparsity\(data=\.\.\.\) is deprecated"):
+        streamed = convviz.sparsity(model, data=(b for b in np.array_split(images, 3)), verbose=False)
+    assert streamed.images == 7
+    assert [r.blank_fraction for r in streamed] == [r.blank_fraction for r in expected]
+    with pytest.warns(DeprecationWarning, match="by position"):
+        positional = convviz.sparsity(model, images, ["c2"], verbose=False)
+    (row,) = positional
+    assert row.layer == "c2" and row.depth == 1
+    assert (row.zero_fraction, row.blank_fraction) == (expected["c2"].zero_fraction, expected["c2"].blank_fraction)
+
+
+def test_table_plot_passes_options_through(tmp_path):
+    table = convviz.sparsity(_model(), _images(2), verbose=False)
+    fig = table.plot(figsize=(5, 2.5), labels=["trained"], save=tmp_path / "t.png")
+    assert tuple(fig.get_size_inches()) == (5, 2.5) and (tmp_path / "t.png").exists()
+    assert fig.axes[0].lines[0].get_label() == "trained: blank channels"

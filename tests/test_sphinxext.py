@@ -1,4 +1,3 @@
-import importlib
 import re
 
 import pytest
@@ -9,7 +8,9 @@ sphinx_build = pytest.importorskip("sphinx.cmd.build", reason="the docs extra (s
 from helpers import random_images  # noqa: E402
 from test_gallery import tiny_model  # noqa: E402
 
-gallery_module = importlib.import_module("convviz.gallery")
+from convviz import galleries  # noqa: E402
+
+gallery_module = galleries
 
 PAGE = """Gallery
 =======

@@ -131,3 +131,28 @@ def test_small_convnet_learns_the_offline_dataset(trained_shapes):
     test = data.load_datasets(dataset_dir, image_size=(size, size), batch_size=32).test
     _, here = model.evaluate(test, verbose=0)
     assert here == pytest.approx(accuracy, abs=0.02)
+
+
+def test_plot_history_figsize_convention_and_result_plot(tmp_path):
+    both = {"accuracy": [0.5, 0.7], "val_accuracy": [0.5, 0.6], "loss": [0.7, 0.5], "val_loss": [0.7, 0.6]}
+    assert tuple(training.plot_history(both).get_size_inches()) == (11.0, 4.0)  # the chapter's figure
+    assert tuple(training.plot_history({"loss": [1.0]}).get_size_inches()) == (5.5, 4.0)  # one panel
+    assert tuple(training.plot_history(both, figsize=(6, 3)).get_size_inches()) == (6, 3)
+    assert tuple(training.plot_history(both, figsize=(None, 3)).get_size_inches()) == (11, 3)
+    with pytest.raises(InputError, match="figsize"):
+        training.plot_history(both, figsize=(0, 3))
+    result = training.TrainingResult(history=both, model=None, checkpoint_path=tmp_path / "m.keras")
+    fig = result.plot(figsize=(8, 3), save=tmp_path / "h.png")
+    assert [ax.get_title() for ax in fig.axes] == [ax.get_title() for ax in training.plot_history(both).axes]
+    assert tuple(fig.get_size_inches()) == (8, 3) and (tmp_path / "h.png").exists()
+
+
+def test_fit_verbose_is_checked_and_auto_is_deprecated(tmp_path, capsys):
+    train, _, _ = _brightness_data(16, 0)
+    with pytest.raises(InputError, match="verbose"):
+        training.fit(_tiny_model(), train, train, 1, tmp_path / "m.keras", verbose="loud")
+    assert not (tmp_path / "m.keras").exists()
+    with pytest.warns(DeprecationWarning, match='verbose="auto"') as record:
+        training.fit(_tiny_model(), train, train, 1, tmp_path / "m.keras", verbose="auto")
+    assert record[0].filename == __file__
+    assert "1/1" in capsys.readouterr().out  # "auto" is Keras' progress bar, as True is

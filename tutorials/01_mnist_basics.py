@@ -111,7 +111,7 @@ import convviz
 acts = convviz.activations(model, x_test[0])
 for name, value in acts.items():
     print(f"{name:16} {value.shape}")
-convviz.plot.activations(acts, images_per_row=16, width=9)
+convviz.plot.activations(acts, ncols=16, figsize=(9, None))
 
 # %%
 # The dogs-vs-cats convnet

@@ -18,22 +18,18 @@ has the same folder layout and runs everywhere.
 # %%
 # The data
 # --------
+# :func:`convviz.data.chapter_dataset` picks it: the chapter's subsets (1,000 / 500 /
+# 1,000 images per class, copied once) when ``CONVVIZ_DOGS_VS_CATS`` points at
+# Kaggle's ``train/`` folder, else the offline shapes (500 / 250 / 250 images per
+# class, generated once).
 
 import os
 
 from convviz import data, models, training
 
 epochs = int(os.environ.get("CONVVIZ_TUTORIAL_EPOCHS", 0))  # 0: the quick docs build
-kaggle_train = os.environ.get("CONVVIZ_DOGS_VS_CATS")
-if kaggle_train:
-    # The chapter's subsets: 1,000 / 500 / 1,000 images per class, copied once.
-    base_dir = data.default_dataset_dir().parent / "dogs_vs_cats_small"
-    if not base_dir.exists():
-        data.make_subsets(kaggle_train, base_dir)
-    source = f"Kaggle dogs-vs-cats, the chapter's subsets of {kaggle_train}"
-else:
-    base_dir = data.ensure_offline_dataset()  # 500 / 250 / 250 images per class
-    source = "convviz's offline shapes dataset (circles vs. triangles); CONVVIZ_DOGS_VS_CATS is not set"
+chosen = data.chapter_dataset()
+base_dir, source = chosen.base_dir, chosen.description
 # The chapter's 180 x 180; the quick build uses 96 x 96 (about 4x less computation).
 image_size = (180, 180) if epochs else (96, 96)
 epochs = epochs or 5

@@ -32,15 +32,8 @@ from convviz import data, models, training
 from convviz.errors import WeightsUnavailableError
 
 epochs = int(os.environ.get("CONVVIZ_TUTORIAL_EPOCHS", 0))  # 0: the quick docs build
-kaggle_train = os.environ.get("CONVVIZ_DOGS_VS_CATS")
-if kaggle_train:
-    base_dir = data.default_dataset_dir().parent / "dogs_vs_cats_small"
-    if not base_dir.exists():
-        data.make_subsets(kaggle_train, base_dir)
-    source = f"Kaggle dogs-vs-cats, the chapter's subsets of {kaggle_train}"
-else:
-    base_dir = data.ensure_offline_dataset()
-    source = "convviz's offline shapes dataset (circles vs. triangles); CONVVIZ_DOGS_VS_CATS is not set"
+chosen = data.chapter_dataset()  # Kaggle's subsets if CONVVIZ_DOGS_VS_CATS is set, else shapes
+base_dir, source = chosen.base_dir, chosen.description
 image_size = (180, 180) if epochs else (96, 96)  # the quick build: less computation
 input_shape = (*image_size, 3)
 
@@ -86,9 +79,9 @@ if not epochs:
 # ``preprocess_input``; EfficientNet-Lite0 normalises 0-255 pixels itself.
 
 preprocess = keras.applications.vgg16.preprocess_input if backbone == "vgg16" else None
-train_features, train_labels = models.extract_features(train, conv_base, preprocess)
-val_features, val_labels = models.extract_features(validation, conv_base, preprocess)
-test_features, test_labels = models.extract_features(test, conv_base, preprocess)
+train_features, train_labels = models.extract_features(train, conv_base, preprocess=preprocess)
+val_features, val_labels = models.extract_features(validation, conv_base, preprocess=preprocess)
+test_features, test_labels = models.extract_features(test, conv_base, preprocess=preprocess)
 print(f"features: train {train_features.shape}, validation {val_features.shape}, test {test_features.shape}")
 
 # %%

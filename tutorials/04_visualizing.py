@@ -31,15 +31,8 @@ import keras
 from convviz import data, models, training
 
 epochs = int(os.environ.get("CONVVIZ_TUTORIAL_EPOCHS", 0))  # 0: the quick docs build
-kaggle_train = os.environ.get("CONVVIZ_DOGS_VS_CATS")
-if kaggle_train:
-    base_dir = data.default_dataset_dir().parent / "dogs_vs_cats_small"
-    if not base_dir.exists():
-        data.make_subsets(kaggle_train, base_dir)
-    source = f"Kaggle dogs-vs-cats, the chapter's subsets of {kaggle_train}"
-else:
-    base_dir = data.ensure_offline_dataset()
-    source = "convviz's offline shapes dataset (circles vs. triangles); CONVVIZ_DOGS_VS_CATS is not set"
+chosen = data.chapter_dataset()  # Kaggle's subsets if CONVVIZ_DOGS_VS_CATS is set, else shapes
+base_dir, source = chosen.base_dir, chosen.description
 
 checkpoint = "convnet_from_scratch.keras"
 if os.path.exists(checkpoint):
@@ -84,7 +77,7 @@ image = test_images[0]
 acts = convviz.activations(model, image)
 for name, value in acts.items():
     print(f"{name:18} {value.shape}")
-convviz.plot.activations(acts, width=10)
+convviz.plot.activations(acts, figsize=(10, None))
 
 # %%
 # 2. Filter patterns
@@ -96,12 +89,12 @@ convviz.plot.activations(acts, width=10)
 # stays grey noise belongs to a filter that nothing made fire: its gradient is zero.
 
 patterns = convviz.filters(model, "conv2d", filters=range(16), steps=30, verbose=0)
-convviz.plot.filters(patterns, width=6)
+convviz.plot.filters(patterns, figsize=(6, None))
 
 # %%
 
 patterns = convviz.filters(model, "conv2d_3", filters=range(16), steps=30, verbose=0)
-convviz.plot.filters(patterns, width=6)
+convviz.plot.filters(patterns, figsize=(6, None))
 
 # %%
 # 3. Grad-CAM
@@ -112,10 +105,11 @@ convviz.plot.filters(patterns, width=6)
 # pixels that map is 7 x 7; at the quick build's 96 x 96 the last two convolutions
 # are only 2 x 2 and 8 x 8, too coarse to show where an object is, so there we
 # explain ``conv2d_2`` (20 x 20): finer, if less specific to the class.
+# :func:`convviz.explain` (Grad-CAM by default) returns the heatmaps with the classes,
+# probabilities and layer they explain.
 
-inspector = convviz.Inspector(model)
 layer = None if image_size[0] >= 150 else "conv2d_2"
-result = inspector.gradcam(test_images, layer=layer)
+result = convviz.explain(model, test_images, layer=layer)
 print(f"Explained layer: {result.layer}, heatmaps {result.heatmaps.shape}")
 
 # %%
@@ -132,8 +126,8 @@ titles = [
     f"{class_names[c]} {p if c == 1 else 1 - p:.2f}"
     for c, p in zip(result.class_index[shown], probability[shown])
 ]
-fig = convviz.plot.gradcam(test_images[shown], result.heatmaps[shown], titles=titles, columns=4)
-boxes = None if kaggle_train else data.load_boxes(base_dir, "test")
+fig = convviz.plot.gradcam(test_images[shown], result.heatmaps[shown], titles=titles, ncols=4)
+boxes = data.load_boxes(base_dir, "test") if chosen.offline else None
 scale = image_size[0] / 180  # the boxes are in the files' 180 x 180 pixels
 if boxes:
     for ax, i in zip(fig.axes, shown):
@@ -204,11 +198,10 @@ for top3 in imagenet.decode_predictions(lite0.predict(photos, verbose=0), top=3)
 # Grad-CAM of each photo's top class, on ``top_activation`` (the last convolution's
 # output after BatchNorm and ReLU6).
 
-lite0_inspector = convviz.Inspector(lite0)
-top = lite0_inspector.gradcam(photos)
+top = convviz.explain(lite0, photos)
 names = imagenet.class_names()
 titles = [f"{names[c]} {p[c]:.2f}" for c, p in zip(top.class_index, top.predictions)]
-convviz.plot.gradcam(photos, top.heatmaps, titles=titles, columns=2, panel=3.5)
+convviz.plot.gradcam(photos, top.heatmaps, titles=titles, ncols=2, figsize=(7, None))
 
 # %%
 # Filter patterns of a middle layer of the pretrained network: 16 filters of
@@ -219,4 +212,4 @@ convviz.plot.gradcam(photos, top.heatmaps, titles=titles, columns=2, panel=3.5)
 lite0_patterns = convviz.filters(
     lite0, "block4a_expand_conv", filters=range(16), size=160, steps=30, blur=0.5, verbose=0,
 )
-convviz.plot.filters(lite0_patterns, width=6)
+convviz.plot.filters(lite0_patterns, figsize=(6, None))

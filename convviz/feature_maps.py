@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from convviz._validation import check_batch_size, keyword_only, renamed
 from convviz.inspector import Inspector
 
+__all__ = ["activations"]
 
-def activations(model, img, layers=None, *, batch_size: int = 32) -> dict[str, np.ndarray]:
+
+@renamed(img="images")
+@keyword_only(2, "layers")
+def activations(model, images, *, layers=None, batch_size: int = 32) -> dict[str, np.ndarray]:
     """Outputs of a model's layers for one image or a batch, shallow to deep.
 
     The model runs in inference mode: augmentation and dropout layers are inactive
@@ -18,16 +23,18 @@ def activations(model, img, layers=None, *, batch_size: int = 32) -> dict[str, n
     model : keras.Model, convviz.Inspector or path
         A built Sequential or Functional model (nested conv bases are fine), or a
         ``.keras`` file.
-    img : path, PIL image, array or tensor, or a list of those
+    images : path, PIL image, array or tensor, or a list of those
         One image (H, W) / (H, W, C) or a batch (N, H, W, C); uint8 or float,
         grayscale or RGB. Images are resized (bilinear) to the model's input size
         when the model has a fixed one. Pixel values are passed as they are: the
-        chapter's models take 0-255 pixels and rescale inside.
+        chapter's models take 0-255 pixels and rescale inside. Formerly ``img``.
     layers : str or list of str, optional
         Layer names or ``outer/inner`` paths. Default: every convolution and pooling
-        layer, as in the chapter.
+        layer, as in the chapter. Keyword-only (passing it by position still works,
+        with a DeprecationWarning, until the next release).
     batch_size : int
-        Images per forward pass, to bound memory on large batches.
+        Images per forward pass (default 32), to bound memory on large batches; a
+        positive integer.
 
     Returns
     -------
@@ -41,7 +48,7 @@ def activations(model, img, layers=None, *, batch_size: int = 32) -> dict[str, n
     Raises
     ------
     convviz.errors.InputError
-        Unreadable or malformed images.
+        Unreadable or malformed images, or a ``batch_size`` that is not a positive integer.
     convviz.errors.LayerNotFoundError
         An unknown layer name (the message lists the closest names).
     convviz.errors.ModelStructureError
@@ -55,4 +62,5 @@ def activations(model, img, layers=None, *, batch_size: int = 32) -> dict[str, n
     >>> convviz.activations(model, np.zeros((28, 28), "uint8"))["conv"].shape
     (1, 26, 26, 4)
     """
-    return Inspector.of(model).activations(img, layers=layers, batch_size=batch_size)
+    batch_size = check_batch_size(batch_size)
+    return Inspector.of(model).activations(images, layers=layers, batch_size=batch_size)

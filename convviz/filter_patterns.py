@@ -20,22 +20,29 @@ Conventions (all documented on :func:`filters`):
   for the backward pass stay within ``memory_budget`` (:func:`chunk_size`).
 - **Seeds.** Filter ``f``'s start image depends only on ``(seed, f)``, so results do
   not depend on how filters are chunked.
+
+The figure is :func:`convviz.plot.filters` (also :meth:`FilterPatterns.plot`);
+:func:`filter_grid`, the tiled image it shows, is importable from here too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 
-from convviz import _layers
+from convviz import _layers, plot
 from convviz._autodiff import ascent_step
+from convviz._validation import check_batch_size, check_verbose, keyword_only
 from convviz.errors import InputError, ModelStructureError
 from convviz.inspector import Inspector, LayerInfo
+from convviz.plot import filter_grid  # re-exported: the grid is numeric, the figure is plot.filters
 
 __all__ = [
     "FilterPatterns",
@@ -44,7 +51,6 @@ __all__ = [
     "filter_grid",
     "filters",
     "normalize_gradient",
-    "plot_filters",
     "start_images",
 ]
 
@@ -89,6 +95,11 @@ class FilterPatterns:
     def __len__(self) -> int:
         return len(self.filter_indices)
 
+    def plot(self, **kwargs):
+        """:func:`convviz.plot.filters` of these patterns; keyword arguments are passed on
+        (``ncols``, ``margin``, ``title``, ``figsize``, ``save``). Returns a matplotlib Figure."""
+        return plot.filters(self, **kwargs)
+
     def __repr__(self) -> str:
         return (
             f"FilterPatterns(layer={self.layer!r}, filters={len(self)}, "
@@ -96,11 +107,12 @@ class FilterPatterns:
         )
 
 
+@keyword_only(2, "filters")
 def filters(
     model,
     layer,
-    filters=None,
     *,
+    filters=None,
     steps: int = 30,
     learning_rate: float = 10.0,
     size=(200, 200),
@@ -112,7 +124,7 @@ def filters(
     tv: float = 0.0,
     batch_size: int | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
-    verbose: int = 1,
+    verbose: bool = True,
 ) -> FilterPatterns:
     """The input pattern each filter of ``layer`` responds to most (gradient ascent).
 
@@ -131,7 +143,8 @@ def filters(
         A layer with a (batch, height, width, channels) output, e.g. a convolution.
         Nested layers are named as usual (``"block3_conv1"`` or ``"vgg16/block3_conv1"``).
     filters : None, int, slice, range or iterable of int
-        Which filters (output channels). ``None``: all of them.
+        Which filters (output channels). ``None``: all of them. Keyword-only (passing
+        it by position still works, with a DeprecationWarning, until the next release).
     steps : int
         Gradient-ascent steps (the chapter: 30).
     learning_rate : float
@@ -171,12 +184,15 @@ def filters(
         absolute difference between neighbouring pixels, in units of the pixel range)
         subtracted from each filter's loss. Its useful size depends on the layer's
         activation scale.
-    batch_size : int, optional
-        Filters optimised together. Default: :func:`chunk_size` of ``memory_budget``.
+    batch_size : int or None
+        Filters optimised together, a positive integer. Default ``None``: automatic,
+        the largest chunk whose activations fit in ``memory_budget`` (:func:`chunk_size`).
     memory_budget : int
         Bytes of activations one chunk may keep (default 1 GiB); see :func:`chunk_size`.
-    verbose : int
-        0: silent; 1: a progress bar over filters, updated per chunk; 2: one line.
+        Only used when ``batch_size`` is None.
+    verbose : bool
+        A progress bar over filters on standard error, updated per chunk (default
+        True). Keras-style 0, 1 and 2 (one line at the end) are accepted.
 
     Returns
     -------
@@ -190,17 +206,21 @@ def filters(
     convviz.errors.ModelStructureError
         The layer's output is not a (batch, height, width, channels) feature map.
     convviz.errors.InputError
-        A filter index out of range, ``steps < 1``, or another invalid argument.
+        A filter index out of range, ``steps < 1``, a ``batch_size`` that is neither
+        None nor a positive integer, or another invalid argument.
 
     Examples
     --------
     >>> import convviz
     >>> from convviz import models
     >>> model = models.small_convnet(compile=False)
-    >>> patterns = convviz.filters(model, "conv2d_1", filters=range(4), verbose=0)
+    >>> patterns = convviz.filters(model, "conv2d_1", filters=range(4), verbose=False)
     >>> patterns.images.shape, patterns.images.dtype
     ((4, 150, 150, 3), dtype('uint8'))
+    >>> fig = patterns.plot()  # the chapter's grid, as convviz.plot.filters(patterns)
     """
+    batch_size = check_batch_size(batch_size, allow_none=True)
+    verbose = check_verbose(verbose)
     inspector = Inspector.of(model)
     info = inspector.find_layer(layer)
     _check_feature_map(info)
@@ -211,15 +231,13 @@ def filters(
     jitter = _non_negative_int(jitter, "jitter")
     blur = _non_negative(blur, "blur")
     tv = _non_negative(tv, "tv")
-    if batch_size is not None:
-        batch_size = _positive_int(batch_size, "batch_size")
     memory_budget = _positive_int(memory_budget, "memory_budget")
     entropy = _entropy(seed)
 
     head, elements = _head(inspector, info, h, w)
     indices = _filter_indices(filters, head.output.shape[-1], info.name)
     if batch_size is None:
-        batch_size = chunk_size(elements, len(indices), memory_budget)
+        batch_size = chunk_size(elements, len(indices), memory_budget=memory_budget)
     step = _step(inspector, info.name, head, h, w, jitter > 0, blur > 0, tv > 0)
     scale = hi - lo
     extra = [
@@ -230,21 +248,23 @@ def filters(
     shifts = _jitter_shifts(entropy, steps, jitter)
     eye = np.eye(head.output.shape[-1], dtype=np.float32)
 
-    progbar = keras.utils.Progbar(len(indices), verbose=verbose, unit_name="filter")
+    with contextlib.redirect_stdout(sys.stderr):  # progress goes to standard error
+        progbar = keras.utils.Progbar(len(indices), verbose=verbose, unit_name="filter")
     raw_parts, loss_parts = [], []
     for start in range(0, len(indices), batch_size):
         chunk = indices[start : start + batch_size]
-        x = start_images(entropy, chunk, (h, w, inspector.input_shape[-1]), (lo, hi))
+        x = start_images(entropy, chunk, (h, w, inspector.input_shape[-1]), pixel_range=(lo, hi))
         onehot = eye[chunk]
         for s in range(steps):
             x, _, _ = step(x, onehot, shifts[s], *extra)
         raw = keras.ops.convert_to_numpy(x)
         raw_parts.append(raw)
         loss_parts.append(_chapter_loss(head, raw, chunk))
-        progbar.add(len(chunk))
+        with contextlib.redirect_stdout(sys.stderr):
+            progbar.add(len(chunk))
     raw = np.concatenate(raw_parts)
     return FilterPatterns(
-        images=deprocess(raw, crop),
+        images=deprocess(raw, crop=crop),
         losses=np.concatenate(loss_parts).astype(np.float32),
         layer=info.name,
         filter_indices=indices,
@@ -288,7 +308,8 @@ def normalize_gradient(grad):
     return grad * keras.ops.rsqrt(keras.ops.maximum(squared, 1e-12))
 
 
-def start_images(seed: int, indices, shape, pixel_range=(0.0, 255.0)) -> np.ndarray:
+@keyword_only(3, "pixel_range")
+def start_images(seed: int, indices, shape, *, pixel_range=(0.0, 255.0)) -> np.ndarray:
     """The chapter's start images: uniform noise in ``lo + [0.4, 0.6] * (hi - lo)``.
 
     Image ``k`` comes from its own generator seeded by ``(seed, indices[k])``, so a
@@ -310,7 +331,7 @@ def start_images(seed: int, indices, shape, pixel_range=(0.0, 255.0)) -> np.ndar
 
     Examples
     --------
-    >>> x = start_images(0, [3, 7], (4, 4, 3))
+    >>> x = start_images(0, [3, 7], (4, 4, 3), pixel_range=(0, 255))
     >>> x.shape, bool(x.min() >= 102.0 and x.max() <= 153.0)
     ((2, 4, 4, 3), True)
     """
@@ -324,7 +345,8 @@ def start_images(seed: int, indices, shape, pixel_range=(0.0, 255.0)) -> np.ndar
     return out
 
 
-def deprocess(raw: np.ndarray, crop: int = 25) -> np.ndarray:
+@keyword_only(1, "crop")
+def deprocess(raw: np.ndarray, *, crop: int = 25) -> np.ndarray:
     """The chapter's display transform for filter patterns.
 
     Per image: standardise over all pixels and channels, ``x * 64 + 128``, clip to
@@ -362,8 +384,9 @@ def deprocess(raw: np.ndarray, crop: int = 25) -> np.ndarray:
     return out[0] if single else out
 
 
+@keyword_only(2, "memory_budget")
 def chunk_size(
-    elements_per_image: int, n_filters: int, memory_budget: int = DEFAULT_MEMORY_BUDGET
+    elements_per_image: int, n_filters: int, *, memory_budget: int = DEFAULT_MEMORY_BUDGET
 ) -> int:
     """How many filters to optimise together.
 
@@ -393,7 +416,7 @@ def _head(inspector: Inspector, info: LayerInfo, h: int, w: int):
     """The model up to ``info`` on an (h, w) input, and its activation elements per image."""
 
     def build():
-        features = inspector.feature_model([info.name])
+        features = inspector._feature_model([info.name])
         image = keras.Input(shape=(h, w, inspector.input_shape[-1]), name="convviz_filter_input")
         try:
             flat = _layers.trace(features, image)
@@ -416,7 +439,7 @@ def _head(inspector: Inspector, info: LayerInfo, h: int, w: int):
                 elements += math.prod(d or 1 for d in t.shape[1:])
         return head, elements
 
-    return inspector.cached(("filters_head", info.name, h, w), build)
+    return inspector._cached("filters:head", (info.name, h, w), build)
 
 
 def _reason(err: Exception) -> str:
@@ -469,8 +492,9 @@ def _step(inspector, key, head, h, w, use_jitter, use_blur, use_tv):
         x = x + rate * normalize_gradient(grad)
         return _blur(x, kernel) if use_blur else x
 
-    return inspector.cached(
-        ("filters_step", key, h, w, use_jitter, use_blur, use_tv),
+    return inspector._cached(
+        "step:filters",
+        (key, h, w, use_jitter, use_blur, use_tv),
         lambda: ascent_step(head, objective, update, transform),
     )
 
@@ -615,114 +639,3 @@ def _entropy(seed) -> int:
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError(f"seed must be a non-negative integer or None; got {seed!r}.")
     return int(seed)
-
-
-# -- figure -----------------------------------------------------------------------------
-
-
-def filter_grid(images, columns: int | None = None, margin: int = 5) -> np.ndarray:
-    """Tile patterns into one image, the chapter's way: black ``margin``-pixel gaps.
-
-    Parameters
-    ----------
-    images : FilterPatterns or numpy.ndarray
-        A result of :func:`filters` or (N, H, W, C) uint8 images.
-    columns : int, optional
-        Images per row. Default: ``ceil(sqrt(N))`` (8 for the chapter's 64 filters).
-    margin : int
-        Gap between tiles in pixels (the chapter: 5).
-
-    Returns
-    -------
-    numpy.ndarray
-        uint8 (rows * H + (rows - 1) * margin, columns * W + (columns - 1) * margin, C).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> filter_grid(np.zeros((64, 150, 150, 3), "uint8")).shape
-    (1235, 1235, 3)
-    """
-    if isinstance(images, FilterPatterns):
-        images = images.images
-    images = np.asarray(images)
-    if images.ndim != 4 or len(images) == 0:
-        raise InputError(f"Expected (N, H, W, C) images with N >= 1; got shape {images.shape}.")
-    n, h, w, c = images.shape
-    columns = math.ceil(math.sqrt(n)) if columns is None else _positive_int(columns, "columns")
-    columns = min(columns, n)
-    margin = _non_negative_int(margin, "margin")
-    rows = -(-n // columns)
-    shape = (rows * h + (rows - 1) * margin, columns * w + (columns - 1) * margin, c)
-    grid = np.zeros(shape, images.dtype)
-    for k in range(n):
-        r, col = divmod(k, columns)
-        y, x = r * (h + margin), col * (w + margin)
-        grid[y : y + h, x : x + w] = images[k]
-    return grid
-
-
-def plot_filters(
-    patterns,
-    *,
-    columns: int | None = None,
-    margin: int = 5,
-    width: float = 8.0,
-    title: str | None = None,
-    save=None,
-):
-    """The chapter's filter figure: patterns in a grid (8 x 8 for 64 filters).
-
-    Parameters
-    ----------
-    patterns : FilterPatterns or numpy.ndarray
-        A result of :func:`filters` or (N, H, W, C) uint8 images.
-    columns : int, optional
-        Patterns per row; default ``ceil(sqrt(N))``.
-    margin : int
-        Black gap between patterns in pixels (the chapter: 5).
-    width : float
-        Figure width in inches; the height follows the grid.
-    title : str, optional
-        Default: the layer name when ``patterns`` is a FilterPatterns.
-    save : path, optional
-        Also write the figure there (PNG, PDF, SVG... by extension).
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> fig = plot_filters(np.zeros((10, 20, 20, 3), "uint8"))
-    >>> len(fig.axes)
-    1
-    """
-    from matplotlib.figure import Figure
-
-    from convviz.plot import _save
-
-    if title is None and isinstance(patterns, FilterPatterns):
-        title = f"{patterns.layer}: filters {_describe_indices(patterns.filter_indices)}"
-    grid = filter_grid(patterns, columns=columns, margin=margin)
-    title_in = 0.35 if title else 0.0
-    height = width * grid.shape[0] / grid.shape[1] + title_in
-    fig = Figure(figsize=(width, height), layout="constrained")
-    ax = fig.subplots()
-    if grid.shape[-1] == 1:
-        ax.imshow(grid[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-    else:
-        ax.imshow(grid, interpolation="nearest")
-    if title:
-        ax.set_title(title, loc="left", fontsize=10)
-    ax.set_axis_off()
-    return _save(fig, save)
-
-
-def _describe_indices(indices) -> str:
-    indices = [int(i) for i in indices]
-    if indices == list(range(indices[0], indices[0] + len(indices))):
-        return f"{indices[0]}-{indices[-1]}" if len(indices) > 1 else str(indices[0])
-    shown = ", ".join(map(str, indices[:8]))
-    return shown + (", ..." if len(indices) > 8 else "")

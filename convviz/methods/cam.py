@@ -1,0 +1,144 @@
+"""Bases for class activation maps (CAMs): maps at a conv layer's resolution.
+
+- :class:`CAM`: gradient methods. The base owns the compiled step: one forward and
+  one backward pass per batch, into any layer (nested conv bases included) by adding
+  a zero ``delta`` to the layer's output and differentiating with respect to it, with
+  a class per image chosen inside the step, in inference mode, on the class score
+  before a final softmax/sigmoid. A subclass only says how activations ``A`` and
+  gradients ``G`` combine: per-channel weights (:meth:`CAM.channel_weights`), or the
+  whole map (:meth:`CAM.combine`).
+- :class:`GradientFreeCAM`: methods that score masked inputs or ablated channels
+  instead of differentiating. The base gives the layer's activations, the class
+  scores and :meth:`GradientFreeCAM.class_scores` for many inputs at once (compiled,
+  in chunks of ``batch_size``); a subclass implements :meth:`GradientFreeCAM.compute`.
+
+Both end the same way: ``relu``, then each map divided by its maximum (all-zero where
+no evidence is positive, never NaN).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from convviz._autodiff import gradient_step
+from convviz.methods.core import Explanation, Method, class_objective, class_weights
+
+__all__ = ["CAM", "GradientFreeCAM", "normalize_maps"]
+
+
+def normalize_maps(cam: np.ndarray) -> np.ndarray:
+    """``relu(cam)`` divided by each map's maximum, as float32; maps with no positive
+    value are all zero.
+
+    >>> normalize_maps(np.array([[[-1.0, 2.0], [1.0, 4.0]]])).tolist()
+    [[[0.0, 0.5], [0.25, 1.0]]]
+    """
+    cam = np.maximum(cam, 0.0)
+    peak = cam.max(axis=(1, 2), keepdims=True)
+    return np.divide(cam, peak, out=np.zeros_like(cam), where=peak > 0).astype(np.float32)
+
+
+class CAM(Method):
+    """Base of the gradient CAM methods; subclasses override :meth:`channel_weights`
+    (a weighted sum of the activation channels) or :meth:`combine` (any map).
+
+    Examples
+    --------
+    A Grad-CAM variant that weights each channel by its largest gradient:
+
+    >>> class MaxGradCAM(CAM):
+    ...     title = "Max-Grad-CAM"
+    ...     def channel_weights(self, activations, gradients):
+    ...         return gradients.max(axis=(1, 2)).astype(np.float64)
+    """
+
+    kind = "cam"
+
+    def channel_weights(self, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
+        """(N, C) weights of the activation channels, from ``activations`` and
+        ``gradients`` (both (N, h, w, C) numpy arrays)."""
+        raise NotImplementedError(f"{type(self).__name__} must define channel_weights or combine.")
+
+    def combine(self, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
+        """(N, h, w) maps before relu and normalisation: by default
+        ``sum_k channel_weights[n, k] * A[n, :, :, k]``, in float64."""
+        weights = self.channel_weights(activations, gradients)
+        return np.einsum("nhwc,nc->nhw", activations.astype(np.float64), weights)
+
+    def explain(self, images, *, class_index=None) -> Explanation:
+        inspector = self.inspector
+        batch = inspector.prepare(images)
+        n_classes = self._score_shape()[-1]
+        threshold = self._threshold(n_classes)
+        model = inspector._gradient_model(self.layer, logits=self.logits)
+        # Shared by every gradient CAM: the step depends only on the layer and logits.
+        step = inspector._cached(
+            "cam-step", (self.layer, self.logits),
+            lambda: gradient_step(model, class_objective(threshold), wrt=1),
+        )
+        weights, use_top = class_weights(class_index, len(batch), n_classes)
+        delta_shape = tuple(inspector.find_layer(self.layer).output_shape[1:])
+        maps, scores = [], []
+        for i in range(0, len(batch), self.batch_size):
+            chunk = batch[i : i + self.batch_size]
+            if None in delta_shape:  # a model without a fixed input size: ask the layer
+                delta_shape = tuple(inspector.activations(chunk[:1], layers=[self.layer])[self.layer].shape[1:])
+            delta = np.zeros((len(chunk), *delta_shape), np.float32)
+            rows = slice(i, i + self.batch_size)
+            _, grads, (acts, out) = step([chunk, delta], weights[rows], use_top[rows])
+            acts, grads, out = (keras.ops.convert_to_numpy(t) for t in (acts, grads, out))
+            maps.append(normalize_maps(self.combine(acts, grads)))
+            scores.append(out)
+        return self._result(np.concatenate(maps), np.concatenate(scores), class_index, batch)
+
+
+class GradientFreeCAM(Method):
+    """Base of the CAM methods that score perturbed inputs instead of differentiating.
+
+    A subclass implements :meth:`compute`, using :meth:`class_scores` to run the
+    model on as many masked or ablated inputs as it needs: they go through the
+    compiled model in chunks of ``batch_size``, never one Python call per input.
+    """
+
+    kind = "cam"
+
+    def compute(self, images: np.ndarray, activations: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        """(N, h, w) maps before relu and normalisation.
+
+        ``images`` is the (N, H, W, C) batch the model sees, ``activations`` the
+        layer's (N, h, w, K) output on it and ``classes`` the (N,) class to explain.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must define compute.")
+
+    def scores(self, inputs: np.ndarray) -> np.ndarray:
+        """(M, C) class scores (logits when ``logits=True`` and the head allows) for
+        any number of inputs, compiled, ``batch_size`` at a time."""
+        inspector = self.inspector
+        run = inspector._inference("scores", self.logits, lambda: inspector._score_model(logits=self.logits))
+        inputs = np.asarray(inputs, np.float32)
+        parts = [run(inputs[i : i + self.batch_size])[0] for i in range(0, len(inputs), self.batch_size)]
+        return np.concatenate(parts).astype(np.float64) if parts else np.zeros((0, 0))
+
+    def class_scores(self, inputs: np.ndarray, classes) -> np.ndarray:
+        """(M,) the score of ``classes[m]`` (an int or one per input) for each input.
+
+        For a single sigmoid unit class 1 is the unit's score and class 0 its
+        opposite (``-logit``, or ``1 - p`` for a raw probability output).
+        """
+        scores = self.scores(inputs)
+        classes = np.broadcast_to(np.asarray(classes, np.int64), (len(scores),))
+        if scores.shape[-1] == 1:
+            flip = 1.0 if self._threshold(1) else 0.0  # 1 - p for probabilities, -z for logits
+            return np.where(classes == 1, scores[:, 0], flip - scores[:, 0])
+        return scores[np.arange(len(scores)), classes]
+
+    def explain(self, images, *, class_index=None) -> Explanation:
+        batch = self.inspector.prepare(images)
+        n_classes = self._score_shape()[-1]
+        class_weights(class_index, len(batch), n_classes)  # validates class_index
+        scores = self.scores(batch)
+        classes = self._classes(scores, class_index)
+        acts = self.inspector.activations(batch, layers=[self.layer], batch_size=self.batch_size)[self.layer]
+        maps = normalize_maps(np.asarray(self.compute(batch, np.asarray(acts), classes), np.float64))
+        return self._result(maps, scores, class_index, batch)

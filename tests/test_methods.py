@@ -1,0 +1,235 @@
+"""The method layer: the registry, the shared checks for every method, exact formulas
+against numpy, the Explanation result, and the gradient-free base."""
+
+import keras
+import numpy as np
+import pytest
+from method_checks import (
+    ATOL,
+    images,
+    independent_cam_inputs,
+    nested_model,
+    run_cam_checks,
+    run_saved_model_check,
+)
+
+import convviz
+from convviz.errors import InputError
+from convviz.methods import CAM, GradientFreeCAM, core, method_names
+
+
+@pytest.mark.parametrize("name", method_names("cam"))
+def test_every_cam_method_passes_the_shared_checks(name):
+    run_cam_checks(name)
+
+
+@pytest.mark.parametrize("name", method_names("cam"))
+def test_every_cam_method_explains_a_saved_model_the_same(name, tmp_path):
+    run_saved_model_check(name, tmp_path)
+
+
+def _numpy_normalise(cam):
+    cam = np.maximum(cam, 0)
+    peak = cam.max(axis=(1, 2), keepdims=True)
+    return np.where(peak > 0, cam / np.where(peak > 0, peak, 1), 0)
+
+
+def _gradcam_plusplus(acts, grads, eps=1e-6):
+    """Grad-CAM++ written out element by element (Chattopadhay et al., closed form)."""
+    n, h, w, k = acts.shape
+    out = np.zeros((n, h, w))
+    for i in range(n):
+        for c in range(k):
+            total = acts[i, :, :, c].sum()
+            weight = 0.0
+            for y in range(h):
+                for x in range(w):
+                    g = grads[i, y, x, c]
+                    if g != 0:
+                        weight += max(g, 0.0) * g * g / (2 * g * g + total * g**3 + eps)
+            out[i] += weight * acts[i, :, :, c]
+    return _numpy_normalise(out)
+
+
+@pytest.mark.parametrize(
+    ("name", "formula"),
+    [
+        ("gradcam", lambda a, g: _numpy_normalise(np.einsum("nhwk,nk->nhw", a, g.mean(axis=(1, 2))))),
+        ("gradcam_plusplus", _gradcam_plusplus),
+    ],
+)
+def test_cam_formulas_match_numpy_from_the_weights(name, formula):
+    model = nested_model(head_activation=None)
+    x = images(3, seed=1)
+    classes = [2, 0, 1]
+    acts, grads = independent_cam_inputs(model, x, classes)
+    got = convviz.cam(model, x, method=name, class_index=classes)
+    np.testing.assert_allclose(got, formula(acts, grads), atol=ATOL)
+
+
+def test_gradcam_plusplus_eps_sets_the_scale_of_tiny_gradients():
+    model = nested_model(head_activation=None)
+    model.get_layer("head").kernel.assign(keras.ops.convert_to_numpy(model.get_layer("head").kernel) * 1e-4)
+    x = images(2, seed=2)
+    acts, grads = independent_cam_inputs(model, x, [0, 0])
+    for eps in (1e-6, 1e-9):
+        got = convviz.cam(model, x, method="gradcam_plusplus", class_index=0, eps=eps)
+        np.testing.assert_allclose(got, _gradcam_plusplus(acts, grads, eps), atol=1e-4)
+    result = convviz.explain(model, x, method="gradcam_plusplus", eps=1e-9)
+    assert result.options == {"logits": True, "eps": 1e-9}
+
+
+def test_gradcam_verb_is_the_gradcam_method():
+    model = nested_model()
+    x = images()
+    np.testing.assert_array_equal(convviz.gradcam(model, x), convviz.cam(model, x, method="gradcam"))
+    np.testing.assert_array_equal(
+        convviz.gradcam(model, x, upsample=True), convviz.explain(model, x).upsampled()
+    )
+    with pytest.warns(DeprecationWarning, match="by position"):
+        old = convviz.gradcam(model, x, 1)
+    np.testing.assert_array_equal(old, convviz.gradcam(model, x, class_index=1))
+    with pytest.warns(DeprecationWarning, match="img="):
+        convviz.gradcam(model, img=x)
+
+
+def test_methods_are_classes_and_names():
+    model = nested_model()
+    x = images(2)
+    explainer = convviz.methods.GradCAMPlusPlus(model, layer="c2")
+    np.testing.assert_array_equal(explainer.explain(x).maps, explainer(x).maps)
+    np.testing.assert_array_equal(
+        explainer.explain(x).maps, convviz.cam(model, x, method=convviz.methods.GradCAMPlusPlus)
+    )
+    assert convviz.methods.get_method("gradcam") is convviz.methods.GradCAM
+    with pytest.raises(InputError, match="did you mean 'gradcam'"):
+        convviz.explain(model, x, method="gradcma")
+    with pytest.raises(TypeError, match="eps"):
+        convviz.explain(model, x, method="gradcam", eps=1e-3)  # Grad-CAM has no eps
+    with pytest.raises(InputError, match="batch_size"):
+        convviz.explain(model, x, batch_size=0)
+
+
+def test_a_second_class_with_a_taken_name_is_refused():
+    with pytest.raises(TypeError, match="taken"):
+
+        class Impostor(CAM):  # noqa: F841
+            name = "gradcam"
+
+
+def test_inspector_is_one_per_model_and_its_cache_is_bounded():
+    model = nested_model()
+    inspector = convviz.Inspector(model)
+    assert convviz.Inspector(model) is inspector is convviz.Inspector.of(model)
+    assert convviz.methods.GradCAM(model).inspector is inspector
+    convviz.gradcam(model, images(1))
+    assert ("cam-step", ("c2", True)) in inspector._cache.keys()
+    inspector._cache.max_entries = 2
+    for layers in (["c1"], ["c2"], ["c1", "c2"]):
+        inspector.activations(images(1), layers)
+    assert [k for ns, k in inspector._cache.keys() if ns == "features"] == [("c2",), ("c1", "c2")]
+
+
+def test_explanation_saves_loads_and_plots(tmp_path):
+    model = nested_model()
+    x = images(3)
+    result = convviz.explain(model, x, method="gradcam_plusplus")
+    path = result.save(tmp_path / "maps")
+    assert path.name == "maps.npz"
+    loaded = convviz.Explanation.load(path)
+    np.testing.assert_array_equal(loaded.maps, result.maps)
+    np.testing.assert_array_equal(loaded.class_index, result.class_index)
+    np.testing.assert_array_equal(loaded.predictions, result.predictions)
+    assert (loaded.layer, loaded.method, loaded.input_size, loaded.options) == (
+        "c2", "gradcam_plusplus", (12, 12), {"logits": True, "eps": 1e-6},
+    )
+    assert result.upsampled().shape == (3, 12, 12)
+    fig = result.plot(class_names=["ant", "bee", "cow"], ncols=2, save=tmp_path / "fig.png")
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    expected = [
+        f"{['ant', 'bee', 'cow'][c]} ({result.predictions[i, c]:.3f})" for i, c in enumerate(result.class_index)
+    ]
+    assert titles == expected and (tmp_path / "fig.png").stat().st_size > 0
+    with pytest.raises(InputError, match="no images"):
+        loaded.plot()
+
+
+def _upsampled_masks(acts, size):
+    """Each channel min-max normalised and resized to the input, in numpy (per image)."""
+    from PIL import Image
+
+    n, h, w, k = acts.shape
+    out = np.zeros((n, k, *size))
+    for i in range(n):
+        for c in range(k):
+            a = acts[i, :, :, c].astype(np.float32)
+            up = np.asarray(Image.fromarray(a, mode="F").resize(size[::-1], Image.BILINEAR), np.float64)
+            lo, hi = up.min(), up.max()
+            out[i, c] = (up - lo) / (hi - lo) if hi > lo else 0.0
+    return out
+
+
+@pytest.fixture
+def masked_scores_method():
+    """A gradient-free CAM for testing the base: channels weighted by the softmax of
+    the class scores of the image masked by each (normalised, upsampled) channel."""
+
+    class MaskedScores(GradientFreeCAM):
+        name = "test_masked_scores"
+        title = "masked scores (test)"
+        reference = "a test of GradientFreeCAM"
+
+        def compute(self, images, activations, classes):
+            masks = _upsampled_masks(activations, images.shape[1:3])
+            n, k = masks.shape[:2]
+            masked = (images[:, None] * masks[..., None]).reshape(n * k, *images.shape[1:])
+            scores = self.class_scores(masked, np.repeat(classes, k)).reshape(n, k)
+            weights = np.exp(scores - scores.max(axis=1, keepdims=True))
+            weights /= weights.sum(axis=1, keepdims=True)
+            return np.einsum("nhwk,nk->nhw", activations.astype(np.float64), weights)
+
+    yield MaskedScores
+    core._REGISTRY.pop("test_masked_scores")
+
+
+def test_gradient_free_base_scores_many_inputs_in_chunks(masked_scores_method):
+    model = nested_model(head_activation="softmax")
+    x = images(3, seed=4)
+    classes = [1, 0, 2]
+    result = convviz.explain(model, x, method="test_masked_scores", class_index=classes, batch_size=4)
+    # Independent: the flat twin's logits, one masked image at a time.
+    twin = nested_model(head_activation=None)
+    twin.set_weights(model.get_weights())
+    acts = convviz.activations(model, x, layers=["c2"])["c2"].astype(np.float64)
+    masks = _upsampled_masks(acts, (12, 12))
+    expected = []
+    for i, c in enumerate(classes):
+        s = np.array([
+            keras.ops.convert_to_numpy(twin(x[i : i + 1] * masks[i, k][None, ..., None], training=False))[0, c]
+            for k in range(acts.shape[-1])
+        ], np.float64)
+        wts = np.exp(s - s.max())
+        wts /= wts.sum()
+        expected.append(np.einsum("hwk,k->hw", acts[i], wts))
+    np.testing.assert_allclose(result.maps, _numpy_normalise(np.stack(expected)), atol=1e-4)
+    assert result.class_index.tolist() == classes
+    run_cam_checks("test_masked_scores")
+    # Gallery kinds follow the registry.
+    assert "test_masked_scores" in convviz.galleries.kinds()
+
+
+def test_one_sigmoid_unit_class_scores_are_opposite():
+    model = nested_model("sigmoid", n_classes=1)
+
+    class Probe(GradientFreeCAM):
+        def compute(self, images, activations, classes):
+            return activations.sum(axis=-1)
+
+    Probe.name = "probe"  # set after the class statement: not registered
+    x = images(2)
+    logit_probe, prob_probe = Probe(model), Probe(model, logits=False)
+    z = logit_probe.scores(x)[:, 0]
+    p = keras.ops.convert_to_numpy(model(x, training=False))[:, 0]
+    np.testing.assert_allclose(1 / (1 + np.exp(-z)), p, atol=ATOL)
+    np.testing.assert_allclose(logit_probe.class_scores(x, 0), -z)
+    np.testing.assert_allclose(prob_probe.class_scores(x, [0, 1]), [1 - p[0], p[1]], atol=ATOL)
