@@ -30,8 +30,9 @@ from typing import NamedTuple
 import keras
 import numpy as np
 
+from convviz import plot
 from convviz._files import build_atomically, refuse_existing
-from convviz._validation import check_batch_size
+from convviz._validation import check_batch_size, keyword_only, renamed
 from convviz.errors import InputError
 
 # The offline dataset lives in convviz.shapes; its names stay importable from here.
@@ -83,7 +84,8 @@ _KAGGLE_ENV = "CONVVIZ_DOGS_VS_CATS"
 # --------------------------------------------------------------------------- #
 
 
-def make_subsets(original_dir, new_base_dir, overwrite: bool = False) -> pathlib.Path:
+@keyword_only(2, "overwrite")
+def make_subsets(original_dir, new_base_dir, *, overwrite: bool = False) -> pathlib.Path:
     """Copy the chapter's dogs-vs-cats subsets out of Kaggle's ``train/`` folder.
 
     Per class (``cat``, ``dog``): train = ``cat.0.jpg`` ... ``cat.999.jpg``,
@@ -419,12 +421,14 @@ def augment_dataset(dataset, augmentation=None, *, num_parallel_calls: int | Non
     return dataset.map(augment, num_parallel_calls=calls).prefetch(tf.data.AUTOTUNE)
 
 
-def augmented_examples(image, n: int = 9, seed: int = 0, augmentation=None) -> np.ndarray:
+@renamed(image="images")
+@keyword_only(1, "n", "seed", "augmentation")
+def augmented_examples(images, *, n: int = 9, seed: int = 0, augmentation=None) -> np.ndarray:
     """``n`` randomly augmented versions of one image (the chapter's 3x3 figure).
 
     Parameters
     ----------
-    image : path, PIL image or array
+    images : path, PIL image or array
         One image (H, W, C) or a batch whose first image is used.
     n : int
         How many versions.
@@ -448,8 +452,8 @@ def augmented_examples(image, n: int = 9, seed: int = 0, augmentation=None) -> n
 
     if int(n) < 1:
         raise InputError(f"n must be a positive number of examples, got {n!r}.")
-    raw_dtype = getattr(image, "dtype", None)
-    batch = to_batch(image)[:1]
+    raw_dtype = getattr(images, "dtype", None)
+    batch = to_batch(images)[:1]
     augmentation = augmentation or data_augmentation(seed=seed)
     out = np.stack(
         [
@@ -463,17 +467,22 @@ def augmented_examples(image, n: int = 9, seed: int = 0, augmentation=None) -> n
     return out.astype(np.float32)
 
 
-def plot_augmented(image, n: int = 9, seed: int = 0, *, ncols: int = 3, augmentation=None, save=None):
+@renamed(image="images")
+@keyword_only(1, "n", "seed")
+def plot_augmented(images, *, n: int = 9, seed: int = 0, ncols: int = 3, augmentation=None, figsize=None,
+                   save=None):
     """The chapter's figure: a grid of randomly augmented versions of one image.
 
     Parameters
     ----------
-    image : path, PIL image or array
-        See :func:`augmented_examples`.
+    images : path, PIL image or array
+        One image, or a batch whose first image is used (see :func:`augmented_examples`).
     n, seed, augmentation
         See :func:`augmented_examples`.
     ncols : int
         Columns of the grid (3 x 3 for the default nine).
+    figsize : (width, height), optional
+        The whole figure in inches; default 3.3 inches per panel.
     save : str or path, optional
         Also write the figure to this file.
 
@@ -488,19 +497,5 @@ def plot_augmented(image, n: int = 9, seed: int = 0, *, ncols: int = 3, augmenta
     >>> len(fig.axes)
     9
     """
-    from matplotlib.figure import Figure
-
-    examples = augmented_examples(image, n=n, seed=seed, augmentation=augmentation)
-    ncols = max(1, min(int(ncols), len(examples)))
-    nrows = -(-len(examples) // ncols)
-    fig = Figure(figsize=(3.3 * ncols, 3.3 * nrows))
-    for i, example in enumerate(examples):
-        ax = fig.add_subplot(nrows, ncols, i + 1)
-        if example.dtype != np.uint8:
-            example = np.clip(example, 0.0, 1.0)
-        ax.imshow(example[..., 0] if example.shape[-1] == 1 else example, cmap="gray")
-        ax.axis("off")
-    fig.tight_layout()
-    if save is not None:
-        fig.savefig(save)
-    return fig
+    examples = augmented_examples(images, n=n, seed=seed, augmentation=augmentation)
+    return plot.augmented(examples, ncols=ncols, figsize=figsize, save=save)

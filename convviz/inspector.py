@@ -45,7 +45,7 @@ def load_model(path) -> keras.Model:
 class _Cache:
     """Compiled sub-models and steps of one model, namespaced and bounded.
 
-    Each namespace (``"features"``, ``"gradient"``, ``"step:gradcam"``, ...) keeps its
+    Each namespace (``"features"``, ``"gradient"``, ``"cam-step"``, ...) keeps its
     ``max_entries`` most recently used entries; the oldest is dropped first, so a loop
     over many layer selections cannot grow memory without end.
     """

@@ -562,3 +562,45 @@ def _describe_indices(indices) -> str:
         return f"{indices[0]}-{indices[-1]}" if len(indices) > 1 else str(indices[0])
     shown = ", ".join(map(str, indices[:8]))
     return shown + (", ..." if len(indices) > 8 else "")
+
+
+def augmented(examples, *, ncols: int = 3, figsize=None, save=None) -> Figure:
+    """A grid of images without axes, e.g. augmented versions of one image
+    (:func:`convviz.data.plot_augmented`).
+
+    Parameters
+    ----------
+    examples : numpy.ndarray
+        (N, H, W, C) uint8 (0-255) or float (0-1) images; one channel is drawn in grey.
+    ncols : int
+        Columns of the grid.
+    figsize : (width, height), optional
+        The whole figure in inches; default 3.3 inches per panel.
+    save : path, optional
+        Also write the figure there.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> len(augmented(np.zeros((4, 8, 8, 3), "uint8"), ncols=2).axes)
+    4
+    """
+    examples = np.asarray(examples)
+    if examples.ndim != 4 or len(examples) == 0:
+        raise InputError(f"augmented expects a non-empty (N, H, W, C) batch, got shape {examples.shape}.")
+    ncols = max(1, min(check_positive_int(ncols, "ncols"), len(examples)))
+    nrows = -(-len(examples) // ncols)
+    width, height = _figsize(figsize)
+    fig = Figure(figsize=(width or 3.3 * ncols, height or 3.3 * nrows))
+    for i, example in enumerate(examples):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        if example.dtype != np.uint8:
+            example = np.clip(example, 0.0, 1.0)
+        ax.imshow(example[..., 0] if example.shape[-1] == 1 else example, cmap="gray")
+        ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, save)

@@ -242,6 +242,14 @@ def test_augmented_examples_and_figure(tmp_path):
     assert len(fig.axes) == 9 and (tmp_path / "aug.png").stat().st_size > 0
     with pytest.raises(InputError, match="positive"):
         data.augmented_examples(image, n=0)
+    # The figure is plot.augmented on the examples; old spellings warn and still work.
+    drawn = data.plot_augmented(image, n=4, seed=2, ncols=2, figsize=(6.0, 6.0))
+    assert len(drawn.axes) == 4 and tuple(drawn.get_size_inches()) == (6.0, 6.0)
+    with pytest.warns(DeprecationWarning, match="image="):
+        old = data.augmented_examples(image=image, n=2, seed=2)
+    np.testing.assert_array_equal(old, a[:2])
+    with pytest.warns(DeprecationWarning, match="by position"):
+        assert len(data.plot_augmented(image, 2).axes) == 2
 
 
 def _one_png(tmp_path):

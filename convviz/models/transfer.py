@@ -75,7 +75,7 @@ def _extract(dataset, get_base, preprocess, verbose, who):
 
 
 @keyword_only(2, "preprocess", "verbose")
-def extract_features(dataset, conv_base, *, preprocess=None, verbose=0):
+def extract_features(dataset, conv_base, *, preprocess=None, verbose: bool = False):
     """Run a conv base once over a dataset: the chapter's fast feature extraction.
 
     Every batch of images goes through ``preprocess`` (if given) and the base (in

@@ -137,7 +137,7 @@ def vgg16_conv_base(
     return base
 
 
-def vgg16_features(dataset, conv_base=None, *, weights="imagenet", verbose=0):
+def vgg16_features(dataset, conv_base=None, *, weights="imagenet", verbose: bool = False):
     """Run the VGG16 base once over a dataset (the chapter's fast feature extraction).
 
     :func:`~convviz.models.extract_features` with
