@@ -11,6 +11,7 @@ TensorFlow, JAX and PyTorch backends.
 """
 
 from convviz import data, errors, methods, models, plot, training
+from convviz._version import __version__ as __version__
 from convviz.feature_maps import activations
 from convviz.filter_patterns import FilterPatterns, filters
 from convviz.galleries import Gallery, gallery
@@ -18,8 +19,6 @@ from convviz.inspector import Inspector, LayerInfo
 from convviz.methods import Explanation
 from convviz.methods.api import cam, explain, gradcam
 from convviz.sparsity_stats import LayerSparsity, SparsityTable, sparsity
-
-__version__ = "0.1.0"
 
 __all__ = [
     "FilterPatterns", "LayerSparsity", "SparsityTable",

@@ -49,13 +49,14 @@ def inference_function(model: keras.Model) -> Callable:
     Parameters
     ----------
     model : keras.Model
-        A single-input model.
+        A model with one input, or several.
 
     Returns
     -------
     callable
-        ``run(batch)`` with ``batch`` a float32 numpy array; returns the model's
-        outputs, flattened to a list, as read-only numpy arrays.
+        ``run(batch)`` with ``batch`` a float32 numpy array (a list of them for a
+        model with several inputs); returns the model's outputs, flattened to a
+        list, as read-only numpy arrays.
 
     Examples
     --------
@@ -76,7 +77,11 @@ def inference_function(model: keras.Model) -> Callable:
         raise NotImplementedError(f"convviz has no inference function for the {backend!r} backend.")
 
     def run(batch):
-        outputs = [np.asarray(t) for t in call(np.asarray(batch, dtype=np.float32))]
+        if isinstance(batch, (list, tuple)):
+            batch = [np.asarray(b, dtype=np.float32) for b in batch]
+        else:
+            batch = np.asarray(batch, dtype=np.float32)
+        outputs = [np.asarray(t) for t in call(batch)]
         for a in outputs:
             a.flags.writeable = False  # already so for TensorFlow and JAX; alike everywhere
         return outputs
@@ -92,7 +97,7 @@ def _tensorflow_inference(model):
         return keras.tree.flatten(model(x, training=False))
 
     # np.asarray on the results shares their memory (EagerTensor.numpy() would copy).
-    return lambda batch: call(tf.convert_to_tensor(batch))
+    return lambda batch: call(keras.tree.map_structure(tf.convert_to_tensor, batch))
 
 
 @functools.cache
@@ -128,13 +133,14 @@ def _jax_inference(model):
         args = (
             [v.value for v in model.trainable_variables],
             [v.value for v in model.non_trainable_variables],
-            jax.numpy.asarray(batch),
+            keras.tree.map_structure(jax.numpy.asarray, batch),
         )
-        if batch.shape in executables:
-            return executables[batch.shape](*args)
+        shape = tuple(b.shape for b in keras.tree.flatten(batch))
+        if shape in executables:
+            return executables[shape](*args)
         if chosen:
-            executables[batch.shape] = compile_for(chosen[0], args)
-            return executables[batch.shape](*args)
+            executables[shape] = compile_for(chosen[0], args)
+            return executables[shape](*args)
         # First call: one run of each variant, the faster is kept for every later shape.
         best = None
         for options in _jax_variants():
@@ -144,7 +150,7 @@ def _jax_inference(model):
             elapsed = time.perf_counter() - start
             if best is None or elapsed < best[0]:
                 best = (elapsed, options, executable, outputs)
-        _, options, executables[batch.shape], outputs = best
+        _, options, executables[shape], outputs = best
         chosen.append(options)
         return outputs
 
@@ -156,7 +162,7 @@ def _torch_inference(model):
 
     def call(batch):
         with torch.no_grad():
-            outputs = model(keras.ops.convert_to_tensor(batch), training=False)
+            outputs = model(keras.tree.map_structure(keras.ops.convert_to_tensor, batch), training=False)
         return [t.detach().cpu() for t in keras.tree.flatten(outputs)]
 
     return call

@@ -43,3 +43,18 @@ def build_atomically(target: pathlib.Path, build) -> pathlib.Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def check_out_dir(out_dir, *, overwrite: bool) -> pathlib.Path:
+    """The absolute output folder, refused when it is a file, or not empty unless
+    ``overwrite`` (nothing is written here)."""
+    target = pathlib.Path(out_dir).expanduser().absolute()
+    if target.exists():
+        if not target.is_dir():
+            raise InputError(f"{target} exists and is not a directory.")
+        if any(target.iterdir()) and not overwrite:
+            raise InputError(
+                f"{target} is not empty; refusing to overwrite it. Pass overwrite=True "
+                "(--overwrite on the command line) or choose another folder."
+            )
+    return target

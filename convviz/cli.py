@@ -15,9 +15,9 @@ def _demo(args) -> int:
 
     import convviz
     from convviz import data, models, training
-    from convviz.galleries import _check_out_dir
+    from convviz._files import check_out_dir
 
-    out = _check_out_dir(args.out, args.overwrite)
+    out = check_out_dir(args.out, overwrite=args.overwrite)
     # An existing folder is the user's data, used as it is (any size, or the Kaggle
     # subsets); otherwise convviz generates its offline dataset there.
     if args.data is not None and os.path.isdir(args.data):
@@ -129,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
         "gallery",
         help="write every figure for a model and images, with an index.html",
         description="Render activation grids per layer and image, filter patterns for a few "
-        "layers, a Grad-CAM overlay per image and the sparsity curve into OUT as PNG files, "
+        "layers, a class activation map per image (Grad-CAM; --kinds adds other CAM methods) and "
+        "the sparsity curve into OUT as PNG files, "
         "with an index.html that shows them with captions (layer names and shapes, predicted "
         "classes and probabilities). OUT is written atomically: on any error nothing is left "
         "behind.",
@@ -204,10 +205,16 @@ def _explain(args) -> int:
     """One method on some images: a figure, and optionally the maps."""
     import pathlib
 
+    from matplotlib.figure import Figure
+
     import convviz
     from convviz.errors import InputError
     from convviz.sources import load_images, open_model
 
+    out = pathlib.Path(args.out)
+    formats = Figure().canvas.get_supported_filetypes()
+    if out.suffix.lstrip(".").lower() not in formats:
+        raise InputError(f"--out {out}: the figure's format comes from its extension, one of {', '.join(sorted(formats))}.")
     model, preprocess, builtin_names = open_model(args.model)
     images, _ = load_images(args.images)
     if preprocess is not None:
@@ -220,7 +227,6 @@ def _explain(args) -> int:
             raise InputError(f"--class-index takes integers, got {args.class_index!r}.") from err
         class_index = class_index[0] if len(class_index) == 1 else class_index
     result = convviz.explain(model, images, method=args.method, layer=args.layer, class_index=class_index)
-    out = pathlib.Path(args.out)
     try:
         result.plot(class_names=_names(args.class_names) or builtin_names, save=out)
         if args.maps is not None:

@@ -1,7 +1,8 @@
 """Figure galleries: every convviz figure for a model and a few images, in one folder.
 
 :func:`gallery` writes PNG figures (activation grids per layer and image, filter
-patterns per layer, a Grad-CAM overlay per image, the sparsity curve) and an
+patterns per layer, a class activation map per image for each CAM method asked for,
+the sparsity curve) and an
 ``index.html`` that shows them with captions. The ``convviz gallery`` command and
 the Sphinx directive (:mod:`convviz.sphinxext`) are thin layers over it.
 """
@@ -21,13 +22,14 @@ import keras
 import numpy as np
 
 from convviz import _html, _layers, plot
-from convviz._files import build_atomically
+from convviz._files import build_atomically, check_out_dir
 from convviz._validation import check_positive_int, check_verbose
+from convviz._version import __version__
 from convviz.errors import InputError
 from convviz.filter_patterns import filters as find_patterns
 from convviz.inspector import Inspector
 from convviz.methods import get_method, method_names
-from convviz.sources import BUILTIN_MODELS, _unique, builtin_model, load_images, open_model
+from convviz.sources import BUILTIN_MODELS, builtin_model, load_images, open_model, unique_names
 from convviz.sparsity_stats import sparsity
 
 __all__ = [
@@ -48,12 +50,6 @@ def kinds() -> tuple[str, ...]:
     ('activations', 'filters', 'gradcam')
     """
     return ("activations", "filters", *method_names("cam"), "sparsity")
-
-
-def __getattr__(name):  # KINDS follows the method registry, so it is computed on access
-    if name == "KINDS":
-        return kinds()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -206,7 +202,7 @@ def gallery(
     """
     kinds = _check_kinds(kinds)
     verbose = check_verbose(verbose)
-    target = _check_out_dir(out_dir, overwrite)
+    target = check_out_dir(out_dir, overwrite=overwrite)
     net, preprocess, builtin_names = open_model(model)
     if class_names is None:
         class_names = builtin_names
@@ -214,7 +210,7 @@ def gallery(
     if image_names is not None:
         if len(image_names) != len(raw):
             raise InputError(f"{len(raw)} images but {len(image_names)} image_names.")
-        names = _unique([str(n) for n in image_names])
+        names = unique_names([str(n) for n in image_names])
     if preprocess is not None:
         raw = [preprocess(im) for im in raw]
     inspector = Inspector.of(net)
@@ -276,19 +272,6 @@ def _section_titles(selected) -> dict[str, str]:
     return {k: fixed[k] if k in fixed else get_method(k).title for k in selected}
 
 
-def _check_out_dir(out_dir, overwrite: bool) -> pathlib.Path:
-    target = pathlib.Path(out_dir).expanduser().absolute()
-    if target.exists():
-        if not target.is_dir():
-            raise InputError(f"{target} exists and is not a directory.")
-        if any(target.iterdir()) and not overwrite:
-            raise InputError(
-                f"{target} is not empty; refusing to overwrite it. Pass overwrite=True "
-                "(--overwrite on the command line) or choose another folder."
-            )
-    return target
-
-
 def _same_size(images: list[np.ndarray], inspector: Inspector):
     h, w = inspector.input_shape[:2]
     if h is not None and w is not None:
@@ -320,8 +303,6 @@ def _default_filter_layers(inspector: Inspector) -> list[str]:
 
 
 def _model_info(model, inspector: Inspector, n_images: int) -> dict:
-    import convviz
-
     return {
         "model": model.name,
         "parameters": int(model.count_params()),
@@ -330,7 +311,7 @@ def _model_info(model, inspector: Inspector, n_images: int) -> dict:
         "images": n_images,
         "backend": keras.backend.backend(),
         "keras": keras.__version__,
-        "convviz": convviz.__version__,
+        "convviz": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
@@ -346,7 +327,7 @@ def _save(fig, tmp: pathlib.Path, rel: str) -> str:
 
 
 def _activation_figures(inspector, batch, names, layers, max_channels, tmp, progress):
-    acts = inspector.activations(batch, layers)
+    acts = inspector.activations(batch, layers=layers)
     figures = []
     for i, image_name in enumerate(names):
         for layer in layers:

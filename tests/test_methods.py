@@ -108,13 +108,54 @@ def test_methods_are_classes_and_names():
         convviz.explain(model, x, method="gradcam", eps=1e-3)  # Grad-CAM has no eps
     with pytest.raises(InputError, match="batch_size"):
         convviz.explain(model, x, batch_size=0)
+    with pytest.raises(InputError, match="logits"):
+        convviz.explain(model, x, logits="no")
+    for eps in (0, -1e-6, "1e-6", float("nan")):
+        with pytest.raises(InputError, match="eps"):
+            convviz.explain(model, x, method="gradcam_plusplus", eps=eps)
+    with pytest.raises(InputError, match="base class"):
+        convviz.explain(model, x, method=CAM)
+    with pytest.raises(TypeError, match="base class"):
+        GradientFreeCAM(model)
+    assert convviz.methods.GradCAM(model).batch_size == 16  # kept for the backward pass
+    result = convviz.explain(model, x)
+    assert result != convviz.explain(model, x) and result == result  # identity, not array truth
 
 
-def test_a_second_class_with_a_taken_name_is_refused():
+def test_a_second_class_with_a_taken_or_reserved_name_is_refused():
     with pytest.raises(TypeError, match="taken"):
 
-        class Impostor(CAM):  # noqa: F841
+        class GradCAM(CAM):  # same class name, another module: not the built-in
             name = "gradcam"
+
+    with pytest.raises(TypeError, match="figure kind"):
+
+        class Sparse(CAM):  # noqa: F841
+            name = "sparsity"
+
+    assert convviz.methods.get_method("gradcam").__module__ == "convviz.methods.gradcam"
+
+
+def test_an_unregistered_subclass_works_under_its_class_name():
+    class MaxGradCAM(CAM, register=False):
+        title = "Max-Grad-CAM"
+
+        def channel_weights(self, activations, gradients):
+            return gradients.max(axis=(1, 2)).astype(np.float64)
+
+    model = nested_model(head_activation=None)
+    x = images(2)
+    acts, grads = independent_cam_inputs(model, x, [1, 1])
+    result = convviz.explain(model, x, method=MaxGradCAM, class_index=1)
+    assert result.method == "MaxGradCAM" and "MaxGradCAM" not in method_names()
+    np.testing.assert_allclose(
+        result.maps, _numpy_normalise(np.einsum("nhwk,nk->nhw", acts, grads.max(axis=(1, 2)))), atol=ATOL
+    )
+
+
+@pytest.mark.parametrize("name", method_names())
+def test_every_method_kind_has_a_shared_harness(name):
+    assert convviz.methods.get_method(name).kind in {"cam"}, "add the kind's checks to method_checks.py"
 
 
 def test_inspector_is_one_per_model_and_its_cache_is_bounded():
@@ -126,7 +167,7 @@ def test_inspector_is_one_per_model_and_its_cache_is_bounded():
     assert ("cam-step", ("c2", True)) in inspector._cache.keys()
     inspector._cache.max_entries = 2
     for layers in (["c1"], ["c2"], ["c1", "c2"]):
-        inspector.activations(images(1), layers)
+        inspector.activations(images(1), layers=layers)
     assert [k for ns, k in inspector._cache.keys() if ns == "features"] == [("c2",), ("c1", "c2")]
 
 
@@ -221,11 +262,10 @@ def test_gradient_free_base_scores_many_inputs_in_chunks(masked_scores_method):
 def test_one_sigmoid_unit_class_scores_are_opposite():
     model = nested_model("sigmoid", n_classes=1)
 
-    class Probe(GradientFreeCAM):
+    class Probe(GradientFreeCAM, register=False):
         def compute(self, images, activations, classes):
             return activations.sum(axis=-1)
 
-    Probe.name = "probe"  # set after the class statement: not registered
     x = images(2)
     logit_probe, prob_probe = Probe(model), Probe(model, logits=False)
     z = logit_probe.scores(x)[:, 0]
@@ -233,3 +273,44 @@ def test_one_sigmoid_unit_class_scores_are_opposite():
     np.testing.assert_allclose(1 / (1 + np.exp(-z)), p, atol=ATOL)
     np.testing.assert_allclose(logit_probe.class_scores(x, 0), -z)
     np.testing.assert_allclose(prob_probe.class_scores(x, [0, 1]), [1 - p[0], p[1]], atol=ATOL)
+    # Any object with len() and slicing is scored chunk by chunk, as an array would be.
+    class Lazy:
+        def __init__(self, n):
+            self.n, self.asked = n, []
+
+        def __len__(self):
+            return self.n
+
+        def __getitem__(self, rows):
+            self.asked.append((rows.start, min(rows.stop, self.n)))
+            return x[rows]
+
+    lazy = Lazy(2)
+    np.testing.assert_allclose(Probe(model, batch_size=1).scores(lazy), logit_probe.scores(x), rtol=1e-6)
+    assert lazy.asked == [(0, 1), (1, 2)]
+
+
+def test_layer_scores_ablate_channels_as_numpy_does():
+    model = nested_model(head_activation=None)
+    x = images(2, seed=5)
+
+    class Ablation(GradientFreeCAM, register=False):
+        def compute(self, images, activations, classes):
+            return activations.sum(axis=-1)
+
+    probe = Ablation(model, batch_size=3)
+    acts = convviz.activations(model, x, layers=["c2"])["c2"].astype(np.float64)
+    k = acts.shape[-1]
+    # Ablate each channel of each image in turn: N * K inputs in chunks of 3.
+    deltas = np.zeros((2 * k, *acts.shape[1:]), np.float32)
+    for i in range(2):
+        for c in range(k):
+            deltas[i * k + c, ..., c] = -acts[i, ..., c]
+    got = probe.layer_scores(np.repeat(x, k, axis=0), deltas, 1)
+    w1, b1 = (keras.ops.convert_to_numpy(v).astype(np.float64) for v in model.get_layer("hidden").weights)
+    w2, b2 = (keras.ops.convert_to_numpy(v).astype(np.float64) for v in model.get_layer("head").weights)
+    ablated = np.repeat(acts, k, axis=0) + deltas
+    expected = (np.maximum(ablated.reshape(2 * k, -1) @ w1 + b1, 0) @ w2 + b2)[:, 1]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(InputError, match="deltas"):
+        probe.layer_scores(x, deltas, 1)

@@ -7,12 +7,13 @@ import numpy as np
 
 from convviz._validation import keyword_only, renamed
 from convviz.methods.core import Explanation, get_method
+from convviz.methods.gradcam import GradCAM
 
 __all__ = ["cam", "explain", "gradcam"]
 
 
 def explain(model, images, *, method="gradcam", class_index=None, layer=None, logits: bool = True,
-            batch_size: int = 32, **options) -> Explanation:
+            batch_size: int | None = None, **options) -> Explanation:
     """Explain a model's classes on images with any registered method.
 
     Parameters
@@ -39,8 +40,9 @@ def explain(model, images, *, method="gradcam", class_index=None, layer=None, lo
         Explain the class score before a final softmax/sigmoid (the CAM papers'
         choice, immune to saturated probabilities); ``False`` uses the model output
         itself, as the chapter's code does.
-    batch_size : int
-        Images per compiled call.
+    batch_size : int, optional
+        Images per compiled call; default the method's own (16 for gradient CAMs, whose
+        activations are kept for the backward pass; 32 otherwise).
     **options
         The method's own options (e.g. ``eps`` for ``gradcam_plusplus``).
 
@@ -60,7 +62,9 @@ def explain(model, images, *, method="gradcam", class_index=None, layer=None, lo
     ((2, 30, 30), 'gradcam_plusplus', 2)
     """
     cls = get_method(method)
-    explainer = cls(model, layer=layer, logits=logits, batch_size=batch_size, **options)
+    if layer is not None:
+        options["layer"] = layer
+    explainer = cls(model, logits=logits, batch_size=batch_size, **options)
     return explainer.explain(images, class_index=class_index)
 
 
@@ -84,7 +88,7 @@ def cam(model, images, *, method="gradcam", class_index=None, layer=None, upsamp
 @renamed(img="images")
 @keyword_only(2, "class_index", "layer")
 def gradcam(model, images, *, class_index=None, layer=None, upsample: bool = False, logits: bool = True,
-            batch_size: int = 32) -> np.ndarray:
+            batch_size: int = 16) -> np.ndarray:
     """Grad-CAM heatmaps: where the evidence for a class is, one map per image.
 
     The same as ``convviz.cam(model, images, method="gradcam", ...)``; use
@@ -105,5 +109,5 @@ def gradcam(model, images, *, class_index=None, layer=None, upsample: bool = Fal
     >>> convviz.gradcam(model, np.random.rand(2, 32, 32, 3)).shape
     (2, 30, 30)
     """
-    return cam(model, images, method="gradcam", class_index=class_index, layer=layer, upsample=upsample,
+    return cam(model, images, method=GradCAM, class_index=class_index, layer=layer, upsample=upsample,
                logits=logits, batch_size=batch_size)

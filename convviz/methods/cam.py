@@ -22,7 +22,8 @@ import keras
 import numpy as np
 
 from convviz._autodiff import gradient_step
-from convviz.methods.core import Explanation, Method, class_objective, class_weights
+from convviz.errors import InputError
+from convviz.methods.core import Explanation, LayerMethod, class_objective, class_weights
 
 __all__ = ["CAM", "GradientFreeCAM", "normalize_maps"]
 
@@ -39,21 +40,33 @@ def normalize_maps(cam: np.ndarray) -> np.ndarray:
     return np.divide(cam, peak, out=np.zeros_like(cam), where=peak > 0).astype(np.float32)
 
 
-class CAM(Method):
+class CAM(LayerMethod):
     """Base of the gradient CAM methods; subclasses override :meth:`channel_weights`
     (a weighted sum of the activation channels) or :meth:`combine` (any map).
 
+    ``batch_size`` defaults to 16 images per forward+backward step (the activations
+    are kept for the backward pass).
+
     Examples
     --------
-    A Grad-CAM variant that weights each channel by its largest gradient:
+    A Grad-CAM variant that weights each channel by its largest gradient (a file in
+    ``convviz/methods/`` with ``name = "max_gradcam"`` would register it):
 
-    >>> class MaxGradCAM(CAM):
+    >>> import keras
+    >>> class MaxGradCAM(CAM, register=False):
     ...     title = "Max-Grad-CAM"
     ...     def channel_weights(self, activations, gradients):
     ...         return gradients.max(axis=(1, 2)).astype(np.float64)
+    >>> model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3),
+    ...     keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
+    >>> result = MaxGradCAM(model).explain(np.random.rand(2, 16, 16, 3))
+    >>> result.maps.shape, result.method
+    ((2, 14, 14), 'MaxGradCAM')
     """
 
     kind = "cam"
+    default_batch_size = 16
+    _abstract = True
 
     def channel_weights(self, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
         """(N, C) weights of the activation channels, from ``activations`` and
@@ -69,9 +82,9 @@ class CAM(Method):
     def explain(self, images, *, class_index=None) -> Explanation:
         inspector = self.inspector
         batch = inspector.prepare(images)
-        n_classes = self._score_shape()[-1]
-        threshold = self._threshold(n_classes)
         model = inspector._gradient_model(self.layer, logits=self.logits)
+        n_classes = self._score_shape(keras.tree.flatten(model.outputs)[1])[-1]
+        threshold = self._threshold(n_classes)
         # Shared by every gradient CAM: the step depends only on the layer and logits.
         step = inspector._cached(
             "cam-step", (self.layer, self.logits),
@@ -93,45 +106,51 @@ class CAM(Method):
         return self._result(np.concatenate(maps), np.concatenate(scores), class_index, batch)
 
 
-class GradientFreeCAM(Method):
+class GradientFreeCAM(LayerMethod):
     """Base of the CAM methods that score perturbed inputs instead of differentiating.
 
-    A subclass implements :meth:`compute`, using :meth:`class_scores` to run the
-    model on as many masked or ablated inputs as it needs: they go through the
-    compiled model in chunks of ``batch_size``, never one Python call per input.
+    A subclass implements :meth:`compute`. It scores masked inputs with
+    :meth:`~convviz.methods.Method.class_scores` and ablated (or otherwise changed)
+    activations of the layer with :meth:`layer_scores`: they go through the compiled
+    model in chunks of ``batch_size``, never one Python call per input.
     """
 
     kind = "cam"
+    _abstract = True
 
     def compute(self, images: np.ndarray, activations: np.ndarray, classes: np.ndarray) -> np.ndarray:
         """(N, h, w) maps before relu and normalisation.
 
         ``images`` is the (N, H, W, C) batch the model sees, ``activations`` the
-        layer's (N, h, w, K) output on it and ``classes`` the (N,) class to explain.
+        layer's (N, h, w, K) output on it (a copy the method may change) and
+        ``classes`` the (N,) class to explain.
         """
         raise NotImplementedError(f"{type(self).__name__} must define compute.")
 
-    def scores(self, inputs: np.ndarray) -> np.ndarray:
-        """(M, C) class scores (logits when ``logits=True`` and the head allows) for
-        any number of inputs, compiled, ``batch_size`` at a time."""
-        inspector = self.inspector
-        run = inspector._inference("scores", self.logits, lambda: inspector._score_model(logits=self.logits))
-        inputs = np.asarray(inputs, np.float32)
-        parts = [run(inputs[i : i + self.batch_size])[0] for i in range(0, len(inputs), self.batch_size)]
-        return np.concatenate(parts).astype(np.float64) if parts else np.zeros((0, 0))
+    def layer_scores(self, images, deltas, classes) -> np.ndarray:
+        """(M,) class scores when the layer's output on ``images[m]`` is shifted by
+        ``deltas[m]`` (e.g. ``-A[..., k]`` in channel ``k`` ablates that channel).
 
-    def class_scores(self, inputs: np.ndarray, classes) -> np.ndarray:
-        """(M,) the score of ``classes[m]`` (an int or one per input) for each input.
-
-        For a single sigmoid unit class 1 is the unit's score and class 0 its
-        opposite (``-logit``, or ``1 - p`` for a raw probability output).
+        ``images`` (M, H, W, C) and ``deltas`` (M, h, w, K) are arrays, or objects with
+        ``len()`` whose slices are arrays (built chunk by chunk to bound memory); only
+        the rest of the model after the layer sees the change. ``classes`` is an int or
+        one per input, as in :meth:`~convviz.methods.Method.class_scores`.
         """
-        scores = self.scores(inputs)
-        classes = np.broadcast_to(np.asarray(classes, np.int64), (len(scores),))
-        if scores.shape[-1] == 1:
-            flip = 1.0 if self._threshold(1) else 0.0  # 1 - p for probabilities, -z for logits
-            return np.where(classes == 1, scores[:, 0], flip - scores[:, 0])
-        return scores[np.arange(len(scores)), classes]
+        if len(images) != len(deltas):
+            raise InputError(f"{len(images)} images but {len(deltas)} deltas.")
+        inspector = self.inspector
+        run = inspector._inference(
+            "layer-scores", (self.layer, self.logits),
+            lambda: inspector._gradient_model(self.layer, logits=self.logits),
+        )
+        step = self.batch_size
+        parts = [
+            run([np.asarray(images[i : i + step], np.float32), np.asarray(deltas[i : i + step], np.float32)])[1]
+            for i in range(0, len(images), step)
+        ]
+        if not parts:
+            raise InputError("No images to score.")
+        return self._pick(np.concatenate(parts).astype(np.float64), classes)
 
     def explain(self, images, *, class_index=None) -> Explanation:
         batch = self.inspector.prepare(images)
@@ -140,5 +159,5 @@ class GradientFreeCAM(Method):
         scores = self.scores(batch)
         classes = self._classes(scores, class_index)
         acts = self.inspector.activations(batch, layers=[self.layer], batch_size=self.batch_size)[self.layer]
-        maps = normalize_maps(np.asarray(self.compute(batch, np.asarray(acts), classes), np.float64))
+        maps = normalize_maps(np.asarray(self.compute(batch, np.array(acts), classes), np.float64))
         return self._result(maps, scores, class_index, batch)

@@ -23,22 +23,34 @@ from convviz._validation import check_batch_size
 from convviz.errors import InputError, ModelStructureError, closest
 from convviz.inspector import Inspector
 
-__all__ = ["Explanation", "Method", "get_method", "method_names", "register"]
+__all__ = [
+    "RESERVED", "Explanation", "LayerMethod", "Method", "chosen_class", "class_objective", "class_weights",
+    "get_method", "method_names", "probabilities", "register", "upsample",
+]
 
 _REGISTRY: dict[str, type[Method]] = {}
+
+
+RESERVED = frozenset({"activations", "filters", "sparsity"})
+"""Names a method may not take: they are the gallery's other figure kinds."""
 
 
 def register(cls: type[Method]) -> type[Method]:
     """Add a :class:`Method` subclass to the registry under ``cls.name``.
 
-    Subclasses that define ``name`` register themselves; this is for classes made
-    elsewhere. Two classes may not share a name.
+    Subclasses that set ``name`` register themselves (``class M(CAM, register=False)``
+    opts out). Two classes may not share a name, and :data:`RESERVED` names are refused.
+
+    >>> register(get_method("gradcam")).name
+    'gradcam'
     """
     name = cls.__dict__.get("name")
     if not isinstance(name, str) or not name.isidentifier() or name != name.lower():
         raise TypeError(f"{cls.__name__}.name must be a snake_case string, got {name!r}.")
+    if name in RESERVED:
+        raise TypeError(f"{name!r} is a gallery figure kind, not available as a method name.")
     known = _REGISTRY.get(name)
-    if known is not None and known.__qualname__ != cls.__qualname__:
+    if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
         raise TypeError(f"Method name {name!r} is taken by {known.__module__}.{known.__qualname__}.")
     _REGISTRY[name] = cls
     return cls
@@ -54,11 +66,16 @@ def method_names(kind: str | None = None) -> list[str]:
 
 
 def get_method(name) -> type[Method]:
-    """The method class registered as ``name`` (a class is returned as it is).
+    """The method class registered as ``name`` (a Method subclass is returned as it is).
 
     Raises :class:`~convviz.errors.InputError` naming the closest known methods.
+
+    >>> get_method("gradcam_plusplus").title
+    'Grad-CAM++'
     """
     if isinstance(name, type) and issubclass(name, Method):
+        if name.__dict__.get("_abstract", False):
+            raise InputError(f"{name.__name__} is a base class, not a method; subclass it.")
         return name
     if isinstance(name, str) and name in _REGISTRY:
         return _REGISTRY[name]
@@ -69,7 +86,7 @@ def get_method(name) -> type[Method]:
     )
 
 
-@dataclass
+@dataclass(eq=False)
 class Explanation:
     """Maps that explain a model's classes on images, with what they explain.
 
@@ -149,11 +166,11 @@ class Explanation:
         path = pathlib.Path(os.fspath(path))
         if path.suffix != ".npz":
             path = path.with_name(path.name + ".npz")
-        meta = {"layer": self.layer, "method": self.method, "input_size": list(self.input_size),
+        meta = {"layer": self.layer, "method": self.method, "input_size": [int(v) for v in self.input_size],
                 "options": self.options}
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(path, maps=self.maps, class_index=self.class_index,
-                            predictions=self.predictions, meta=np.array(json.dumps(meta)))
+                            predictions=self.predictions, meta=np.array(json.dumps(meta, default=_jsonable)))
         return path
 
     @classmethod
@@ -163,6 +180,13 @@ class Explanation:
             meta = json.loads(str(f["meta"]))
             return cls(f["maps"], f["class_index"], f["predictions"], meta["layer"], meta["method"],
                        tuple(meta["input_size"]), options=meta["options"])
+
+
+def _jsonable(value):
+    """Arrays and numpy scalars among an Explanation's options, as JSON."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    raise TypeError(f"Cannot save an option of type {type(value).__name__}.")
 
 
 def upsample(maps: np.ndarray, size) -> np.ndarray:
@@ -180,49 +204,75 @@ def _label(pred: np.ndarray, cls: int, class_names) -> str:
 
 
 class Method:
-    """Base of every explanation method: a model, a layer, and one verb.
+    """Base of every explanation method: a model and one verb, :meth:`explain`.
 
-    Subclasses set the class attributes and implement :meth:`explain`. Creating an
-    instance opens the model once (its :class:`~convviz.Inspector`, shared with every
-    other convviz call on that model); compiled steps are cached there, so an
-    instance is cheap to make and reuse.
+    A subclass sets the class attributes (``name`` registers it) and implements
+    :meth:`explain`. Creating an instance opens the model once (its
+    :class:`~convviz.Inspector`, shared with every other convviz call on that model);
+    compiled steps are cached there, so an instance is cheap to make and reuse.
+    :meth:`scores` and :meth:`class_scores` run the model on any number of inputs,
+    compiled, in chunks, for methods and metrics that score perturbed images.
 
     Parameters
     ----------
     model : keras.Model, Inspector or path
-        Any model convviz can open; the layer may sit inside a nested conv base.
-    layer : str, optional
-        The layer to explain (name or ``outer/inner`` path); default
-        :meth:`convviz.Inspector.last_conv_layer`.
+        Any model convviz can open.
     logits : bool
         Explain the class score before a final softmax/sigmoid (default), or the
         model's output itself (``False``).
-    batch_size : int
-        Images per compiled call.
+    batch_size : int, optional
+        Inputs per compiled call; default :attr:`default_batch_size`.
+
+    Examples
+    --------
+    >>> import keras, numpy as np
+    >>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3),
+    ...     keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
+    >>> class Constant(Method, register=False):
+    ...     name = "constant"
+    ...     def explain(self, images, *, class_index=None):
+    ...         batch = self.inspector.prepare(images)
+    ...         scores = self.scores(batch)
+    ...         return self._result(np.ones((len(batch), 1, 1), np.float32), scores, class_index, batch)
+    >>> Constant(model).explain(np.zeros((2, 8, 8, 3))).maps.shape
+    (2, 1, 1)
     """
 
-    name: ClassVar[str]
-    """The snake_case name users pass as ``method=``."""
+    name: ClassVar[str] = ""
+    """The snake_case name users pass as ``method=``; setting it registers the class."""
     title: ClassVar[str] = ""
     """How figures and pages name the method ("Grad-CAM")."""
     kind: ClassVar[str] = ""
     """``"cam"`` for class activation maps at a layer's resolution."""
     reference: ClassVar[str] = ""
     """The paper the method comes from."""
+    default_batch_size: ClassVar[int] = 32
+    """Inputs per compiled call unless ``batch_size`` says otherwise."""
+    _abstract: ClassVar[bool] = True
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, *, register: bool = True, **kwargs):
         super().__init_subclass__(**kwargs)
-        if "name" in cls.__dict__:
-            register(cls)
+        if "_abstract" not in cls.__dict__:
+            cls._abstract = False
+        if register and cls.__dict__.get("name"):
+            globals()["register"](cls)
 
-    def __init__(self, model, *, layer=None, logits: bool = True, batch_size: int = 32):
+    def __init__(self, model, *, logits: bool = True, batch_size: int | None = None):
+        if self._abstract:
+            raise TypeError(f"{type(self).__name__} is a base class; subclass it (see convviz.methods).")
         self.inspector = Inspector(model)
+        if not isinstance(logits, (bool, np.bool_)):
+            raise InputError(f"logits must be True or False, got {logits!r}.")
         self.logits = bool(logits)
-        self.batch_size = check_batch_size(batch_size)
-        self.layer = self._check_layer(layer)
+        self.batch_size = check_batch_size(self.default_batch_size if batch_size is None else batch_size)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.inspector.model.name!r}, layer={self.layer!r})"
+        return f"{type(self).__name__}({self.inspector.model.name!r})"
+
+    @property
+    def method_name(self) -> str:
+        """``name``, or the class name for an unregistered method."""
+        return self.name or type(self).__name__
 
     def options(self) -> dict:
         """The options that, with the model and images, determine the result."""
@@ -231,29 +281,59 @@ class Method:
     def explain(self, images, *, class_index=None) -> Explanation:
         """Explain ``images`` (one or a batch); ``class_index`` None explains each
         image's top class, an int or one int per image the given classes."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define explain.")
 
     def __call__(self, images, *, class_index=None) -> Explanation:
         """The same as :meth:`explain`."""
         return self.explain(images, class_index=class_index)
 
+    # -- scoring many inputs ------------------------------------------------------------
+
+    def scores(self, images) -> np.ndarray:
+        """(M, C) float64 class scores (logits when ``logits=True`` and the head
+        allows) of ``images``, compiled, ``batch_size`` at a time.
+
+        ``images`` is an (M, H, W, C) array at the model's input size, or any object
+        with ``len()`` whose slices are such arrays: one that builds masked images
+        chunk by chunk keeps memory to one chunk.
+        """
+        inspector = self.inspector
+        run = inspector._inference("scores", self.logits, lambda: inspector._score_model(logits=self.logits))
+        parts = [run(np.asarray(images[i : i + self.batch_size], np.float32))[0]
+                 for i in range(0, len(images), self.batch_size)]
+        if not parts:
+            raise InputError("No images to score.")
+        return np.concatenate(parts).astype(np.float64)
+
+    def class_scores(self, images, classes) -> np.ndarray:
+        """(M,) the score of ``classes[m]`` (an int, or one per input) for each input
+        of ``images`` (as in :meth:`scores`).
+
+        For a single sigmoid unit class 1 is the unit's score and class 0 its
+        opposite (``-logit``, or ``1 - p`` for a raw probability output).
+        """
+        return self._pick(self.scores(images), classes)
+
+    def _pick(self, scores: np.ndarray, classes) -> np.ndarray:
+        classes = np.broadcast_to(np.asarray(classes, np.int64), (len(scores),))
+        if scores.shape[-1] == 1:
+            flip = 1.0 if self._threshold(1) else 0.0  # 1 - p for probabilities, -z for logits
+            return np.where(classes == 1, scores[:, 0], flip - scores[:, 0])
+        return scores[np.arange(len(scores)), classes]
+
     # -- helpers for subclasses -------------------------------------------------------
 
-    def _check_layer(self, layer) -> str:
-        inspector = self.inspector
-        info = inspector.find_layer(inspector.last_conv_layer() if layer is None else layer)
-        if len(info.output_shape) != 4:
+    def _score_shape(self, outputs=None) -> tuple:
+        """The (N, C) shape of the class scores: of ``outputs`` (symbolic tensors), by
+        default the score model's; any other shape raises ModelStructureError."""
+        if outputs is None:
+            outputs = self.inspector._score_model(logits=self.logits).outputs
+        outputs = keras.tree.flatten(outputs)
+        shape = outputs[0].shape if len(outputs) == 1 else None
+        if shape is None or len(shape) != 2:
             raise ModelStructureError(
-                f"{self.title or self.name} needs a layer with a spatial output (N, H, W, C); "
-                f"{info.name!r} outputs {info.output_shape}."
-            )
-        return info.name
-
-    def _score_shape(self) -> tuple:
-        shape = keras.tree.flatten(self.inspector._gradient_model(self.layer, logits=self.logits).outputs)[1].shape
-        if len(shape) != 2:
-            raise ModelStructureError(
-                f"{self.title or self.name} needs class scores of shape (N, C); the model outputs {shape}."
+                f"{self.title or self.method_name} needs one output of class scores (N, C); the model "
+                f"outputs {[tuple(o.shape) for o in outputs]}."
             )
         return tuple(shape)
 
@@ -268,13 +348,45 @@ class Method:
             return np.broadcast_to(np.asarray(class_index), (len(scores),)).astype(np.int64)
         return chosen_class(scores, self._threshold(scores.shape[-1]))
 
-    def _result(self, maps, scores, class_index, batch) -> Explanation:
+    def _result(self, maps, scores, class_index, batch, layer=None) -> Explanation:
         """The Explanation from normalised (N, h, w) maps and the (N, C) scores."""
         return Explanation(
             maps, self._classes(scores, class_index),
             probabilities(scores, self.inspector._output_activation(self.logits)),
-            self.layer, self.name, tuple(batch.shape[1:3]), images=batch, options=self.options(),
+            layer, self.method_name, tuple(batch.shape[1:3]), images=batch, options=self.options(),
         )
+
+
+class LayerMethod(Method):
+    """Base of the methods that explain at a layer (the CAMs): adds ``layer``.
+
+    Parameters
+    ----------
+    model, logits, batch_size
+        As :class:`Method`.
+    layer : str, optional
+        A layer with a spatial output (name or ``outer/inner`` path, inside a nested
+        conv base too); default :meth:`convviz.Inspector.last_conv_layer`.
+    """
+
+    _abstract = True
+
+    def __init__(self, model, *, layer=None, logits: bool = True, batch_size: int | None = None):
+        super().__init__(model, logits=logits, batch_size=batch_size)
+        inspector = self.inspector
+        info = inspector.find_layer(inspector.last_conv_layer() if layer is None else layer)
+        if len(info.output_shape) != 4:
+            raise ModelStructureError(
+                f"{self.title or self.method_name} needs a layer with a spatial output (N, H, W, C); "
+                f"{info.name!r} outputs {info.output_shape}."
+            )
+        self.layer = info.name
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.inspector.model.name!r}, layer={self.layer!r})"
+
+    def _result(self, maps, scores, class_index, batch, layer=None) -> Explanation:
+        return super()._result(maps, scores, class_index, batch, layer=self.layer if layer is None else layer)
 
 
 def class_weights(class_index, n: int, n_classes: int):
