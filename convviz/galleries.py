@@ -107,6 +107,28 @@ class Gallery:
         """Absolute paths of the figures, optionally of one kind."""
         return [self.path / f.file for f in self.figures if kind is None or f.kind == kind]
 
+    def plot(self, kind: str | None = None, *, ncols: int = 3, figsize=None, save=None):
+        """The gallery's figures (of one ``kind``) as panels of one matplotlib figure,
+        each under its title.
+
+        Examples
+        --------
+        >>> import keras, numpy as np, convviz
+        >>> model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3),
+        ...     keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
+        >>> g = convviz.gallery(model, np.zeros((1, 16, 16, 3)), "g", kinds="gradcam", verbose=False)  # doctest: +SKIP
+        >>> len(g.plot("gradcam").axes)  # doctest: +SKIP
+        1
+        """
+        from PIL import Image
+
+        figures = [f for f in self.figures if kind is None or f.kind == kind]
+        if not figures:
+            raise InputError(f"This gallery has no figure of kind {kind!r}; it has {sorted({f.kind for f in self.figures})}.")
+        pictures = [np.asarray(Image.open(self.path / f.file).convert("RGB")) for f in figures]
+        titles = [f"{f.group}: {f.title}" if f.group else f.title for f in figures]
+        return plot.panels(pictures, titles=titles, ncols=ncols, figsize=figsize, save=save)
+
     def __repr__(self) -> str:
         counts = ", ".join(f"{k}={len(self.files(k))}" for k in dict.fromkeys(f.kind for f in self.figures))
         return f"Gallery({str(self.path)!r}, model={self.model!r}, {counts})"

@@ -35,6 +35,7 @@ from convviz.errors import InputError
 __all__ = [
     "activation_grid",
     "activations",
+    "augmented",
     "filter_grid",
     "filters",
     "gradcam",
@@ -564,16 +565,18 @@ def _describe_indices(indices) -> str:
     return shown + (", ..." if len(indices) > 8 else "")
 
 
-def augmented(examples, *, ncols: int = 3, figsize=None, save=None) -> Figure:
-    """A grid of images without axes, e.g. augmented versions of one image
-    (:func:`convviz.data.plot_augmented`).
+def panels(images, *, titles=None, ncols: int = 3, figsize=None, save=None) -> Figure:
+    """Pictures side by side, without axes, each under an optional title.
 
     Parameters
     ----------
-    examples : numpy.ndarray
-        (N, H, W, C) uint8 (0-255) or float (0-1) images; one channel is drawn in grey.
+    images : sequence of numpy.ndarray
+        (H, W, C) or (H, W) pictures, any sizes: uint8 (0-255) or float (0-1); one
+        channel is drawn in grey.
+    titles : sequence of str, optional
+        One per picture.
     ncols : int
-        Columns of the grid.
+        Pictures per row.
     figsize : (width, height), optional
         The whole figure in inches; default 3.3 inches per panel.
     save : path, optional
@@ -586,21 +589,43 @@ def augmented(examples, *, ncols: int = 3, figsize=None, save=None) -> Figure:
     Examples
     --------
     >>> import numpy as np
+    >>> len(panels([np.zeros((8, 8, 3), "uint8")] * 4, titles=list("abcd"), ncols=2).axes)
+    4
+    """
+    images = [np.asarray(im) for im in images]
+    if not images or any(im.ndim not in (2, 3) for im in images):
+        raise InputError(f"panels takes a non-empty sequence of (H, W[, C]) pictures, got {len(images)}.")
+    if titles is not None and len(titles) != len(images):
+        raise InputError(f"{len(images)} pictures but {len(titles)} titles.")
+    ncols = max(1, min(check_positive_int(ncols, "ncols"), len(images)))
+    nrows = -(-len(images) // ncols)
+    width, height = _figsize(figsize)
+    fig = Figure(figsize=(width or 3.3 * ncols, height or 3.3 * nrows))
+    for i, picture in enumerate(images):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        if picture.dtype != np.uint8:
+            picture = np.clip(picture, 0.0, 1.0)
+        if picture.ndim == 3 and picture.shape[-1] == 1:
+            picture = picture[..., 0]
+        ax.imshow(picture, cmap="gray")
+        ax.axis("off")
+        if titles is not None:
+            ax.set_title(str(titles[i]), fontsize=9)
+    fig.tight_layout()
+    return _save(fig, save)
+
+
+def augmented(examples, *, ncols: int = 3, figsize=None, save=None) -> Figure:
+    """A grid of augmented versions of one image (:func:`convviz.data.plot_augmented`):
+    :func:`panels` of an (N, H, W, C) batch.
+
+    Examples
+    --------
+    >>> import numpy as np
     >>> len(augmented(np.zeros((4, 8, 8, 3), "uint8"), ncols=2).axes)
     4
     """
     examples = np.asarray(examples)
     if examples.ndim != 4 or len(examples) == 0:
         raise InputError(f"augmented expects a non-empty (N, H, W, C) batch, got shape {examples.shape}.")
-    ncols = max(1, min(check_positive_int(ncols, "ncols"), len(examples)))
-    nrows = -(-len(examples) // ncols)
-    width, height = _figsize(figsize)
-    fig = Figure(figsize=(width or 3.3 * ncols, height or 3.3 * nrows))
-    for i, example in enumerate(examples):
-        ax = fig.add_subplot(nrows, ncols, i + 1)
-        if example.dtype != np.uint8:
-            example = np.clip(example, 0.0, 1.0)
-        ax.imshow(example[..., 0] if example.shape[-1] == 1 else example, cmap="gray")
-        ax.axis("off")
-    fig.tight_layout()
-    return _save(fig, save)
+    return panels(list(examples), ncols=ncols, figsize=figsize, save=save)

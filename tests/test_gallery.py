@@ -274,3 +274,9 @@ def test_any_registered_cam_method_is_a_gallery_kind(tmp_path):
     for i, fig in enumerate(f for f in result.figures if f.kind == "gradcam_plusplus"):
         assert fig.caption.startswith(f"Grad-CAM++ of class {explained.class_index[i]} ")
         assert (result.path / fig.file).stat().st_size > 0
+    # The gallery itself plots: its figures as panels under their titles.
+    fig = result.plot("gradcam_plusplus", ncols=2)
+    assert [ax.get_title() for ax in fig.axes] == [f.title for f in result.figures if f.kind == "gradcam_plusplus"]
+    assert len(result.plot().axes) == 4
+    with pytest.raises(InputError, match="no figure of kind 'filters'"):
+        result.plot("filters")

@@ -18,7 +18,7 @@ import importlib
 import pkgutil
 
 from convviz.methods.cam import CAM, GradientFreeCAM, normalize_maps
-from convviz.methods.core import Explanation, Method, get_method, method_names, register
+from convviz.methods.core import Explanation, LayerMethod, Method, get_method, method_names, register
 
 _BASES = {"core", "cam", "api"}
 
@@ -36,6 +36,6 @@ _CLASSES = _load_methods()
 globals().update(_CLASSES)
 
 __all__ = [
-    "CAM", "Explanation", "GradientFreeCAM", "Method", "get_method", "method_names", "normalize_maps",
+    "CAM", "Explanation", "GradientFreeCAM", "LayerMethod", "Method", "get_method", "method_names", "normalize_maps",
     "register", *sorted(_CLASSES),
 ]
