@@ -157,7 +157,9 @@ def main(argv=None):
         f"{machine()}; {data_dir}; {args.image_size} px, batch {args.batch_size}, "
         f"{args.epochs} epochs, seed {args.seed}"
     )
-    splits = data.load_datasets(data_dir, (args.image_size, args.image_size), args.batch_size, seed=args.seed)
+    splits = data.load_datasets(
+        data_dir, image_size=(args.image_size, args.image_size), batch_size=args.batch_size, seed=args.seed
+    )
     results = {}
     print(f"{'run':<24}{'test acc':>9}{'best ep':>8}{'train s':>9}{'test s':>8}{'trainable':>11}")
     with tempfile.TemporaryDirectory(prefix="convviz_transfer_") as tmp:

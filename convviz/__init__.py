@@ -12,7 +12,7 @@ TensorFlow, JAX and PyTorch backends.
 
 from convviz import data, errors, methods, models, plot, training
 from convviz._version import __version__ as __version__
-from convviz.feature_maps import activations
+from convviz.feature_maps import Activations, activations
 from convviz.filter_patterns import FilterPatterns, filters
 from convviz.galleries import Gallery, gallery
 from convviz.inspector import Inspector, LayerInfo
@@ -21,7 +21,7 @@ from convviz.methods.api import cam, explain, gradcam
 from convviz.sparsity_stats import LayerSparsity, SparsityTable, sparsity
 
 __all__ = [
-    "FilterPatterns", "LayerSparsity", "SparsityTable",
+    "Activations", "FilterPatterns", "LayerSparsity", "SparsityTable",
     "Explanation", "Gallery", "Inspector", "LayerInfo", "activations", "cam", "data", "errors", "explain",
     "filters", "gallery", "gradcam", "methods", "models", "plot", "sparsity", "training",
 ]

@@ -162,11 +162,12 @@ class Datasets(NamedTuple):
     test: object
 
 
+@keyword_only(1, "image_size", "batch_size")
 def load_datasets(
     base_dir,
+    *,
     image_size: tuple[int, int] = (180, 180),
     batch_size: int = 32,
-    *,
     seed: int | None = None,
 ) -> Datasets:
     """Load ``train``/``validation``/``test`` with ``image_dataset_from_directory``.
@@ -174,6 +175,8 @@ def load_datasets(
     Works the same on the chapter's subsets (:func:`make_subsets`) and on the offline
     dataset (:func:`make_offline_dataset`). Images are float32 in 0-255, resized to
     ``image_size``; labels are int32 class indices in alphabetical folder order.
+    The options are keyword-only; ``image_size`` and ``batch_size`` given by position
+    still work, with a :class:`DeprecationWarning`, until the next release.
 
     Parameters
     ----------
@@ -337,7 +340,8 @@ def chapter_dataset(kaggle_train=None, *, subsets_dir=None, **offline_kwargs) ->
 # --------------------------------------------------------------------------- #
 
 
-def data_augmentation(seed: int | None = None, name: str = "data_augmentation"):
+@keyword_only(0, "seed", "name")
+def data_augmentation(*, seed: int | None = None, name: str = "data_augmentation"):
     """The chapter's augmentation stage: random flip, rotation and zoom.
 
     ``keras.Sequential([RandomFlip("horizontal"), RandomRotation(0.1),
@@ -347,6 +351,9 @@ def data_augmentation(seed: int | None = None, name: str = "data_augmentation"):
     Sequential itself inside ``dataset.map`` fails on JAX and PyTorch). Like all
     Keras random layers it only transforms when called with ``training=True``
     (``fit``); ``predict``/``evaluate`` pass images through unchanged.
+
+    The options are keyword-only (by position they still work, with a
+    :class:`DeprecationWarning`, until the next release).
 
     Parameters
     ----------
@@ -376,11 +383,14 @@ def data_augmentation(seed: int | None = None, name: str = "data_augmentation"):
     )
 
 
-def augment_dataset(dataset, augmentation=None, *, num_parallel_calls: int | None = None):
+@keyword_only(1, "augmentation")
+def augment_dataset(dataset, *, augmentation=None, num_parallel_calls: int | None = None):
     """Augment a ``tf.data`` dataset of ``(images, labels)`` batches on the fly.
 
     The 3rd edition's way: augmentation runs in the input pipeline (on the CPU,
-    overlapping training) instead of inside the model.
+    overlapping training) instead of inside the model. The options are keyword-only;
+    ``augmentation`` given by position still works, with a :class:`DeprecationWarning`,
+    until the next release.
 
     Parameters
     ----------

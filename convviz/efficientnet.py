@@ -44,7 +44,7 @@ import numpy as np
 
 from convviz._cache import keras_cache_dir
 from convviz._pth import read_pth
-from convviz._validation import keyword_only
+from convviz._validation import keyword_only, renamed
 from convviz.errors import InputError, WeightsUnavailableError
 
 __all__ = ["efficientnet_lite0", "eval_transform", "read_pth"]
@@ -523,13 +523,21 @@ def efficientnet_lite0(
     return model
 
 
-def eval_transform(image, size: int = 224, resize: int = 256) -> np.ndarray:
+@renamed(image="images")
+@keyword_only(1, "size", "resize")
+def eval_transform(images, *, size: int = 224, resize: int = 256) -> np.ndarray:
     """The standard ImageNet evaluation crop: shorter side to 256 (bicubic), centre 224.
+
+    It takes one image (stack the results for a batch:
+    ``np.stack([eval_transform(p) for p in photos])``); the argument is called
+    ``images`` as everywhere in convviz. Formerly ``image``, and ``size`` and
+    ``resize`` could be given by position: both still work, with a
+    :class:`DeprecationWarning`, until the next release.
 
     Parameters
     ----------
-    image : path, PIL image or uint8 array
-        An RGB (H, W, 3), RGBA or grayscale image with 0-255 pixels.
+    images : path, PIL image or uint8 array
+        One image: RGB (H, W, 3), RGBA or grayscale, with 0-255 pixels.
     size : int
         Side of the square centre crop.
     resize : int
@@ -550,6 +558,7 @@ def eval_transform(image, size: int = 224, resize: int = 256) -> np.ndarray:
     """
     from PIL import Image
 
+    image = images
     if isinstance(image, (str, os.PathLike)):
         path = os.fspath(image)
         if not os.path.isfile(path):
@@ -570,7 +579,7 @@ def eval_transform(image, size: int = 224, resize: int = 256) -> np.ndarray:
         if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (3, 4))):
             raise InputError(
                 f"eval_transform takes one HWC image (RGB, RGBA or grayscale), got shape "
-                f"{arr.shape}."
+                f"{arr.shape}; for a batch, call it on each image and stack the results."
             )
         im = Image.fromarray(arr).convert("RGB")
     w, h = im.size

@@ -2,17 +2,44 @@
 
 from __future__ import annotations
 
-import numpy as np
-
+from convviz import plot
 from convviz._validation import check_batch_size, keyword_only, renamed
 from convviz.inspector import Inspector
 
-__all__ = ["activations"]
+__all__ = ["Activations", "activations"]
+
+
+class Activations(dict):
+    """What :func:`activations` returns: layer name -> feature maps, shallow to deep.
+
+    A plain :class:`dict` in every way (same keys in the same order, the same read-only
+    numpy arrays, equal to the dict it holds, ``isinstance(acts, dict)``), plus
+    :meth:`plot`, so that every convviz result can draw itself.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> acts = Activations({"conv": np.zeros((1, 8, 8, 4))})
+    >>> list(acts), isinstance(acts, dict)
+    (['conv'], True)
+    >>> len(acts.plot().axes)
+    1
+    """
+
+    __slots__ = ()
+
+    def plot(self, **kwargs):
+        """:func:`convviz.plot.activations` of these maps: one grid of channels per layer.
+
+        Keyword arguments (``layers``, ``image_index``, ``ncols``, ``cmap``,
+        ``figsize``, ``save``) are passed on. Returns a matplotlib Figure.
+        """
+        return plot.activations(self, **kwargs)
 
 
 @renamed(img="images")
 @keyword_only(2, "layers")
-def activations(model, images, *, layers=None, batch_size: int = 32) -> dict[str, np.ndarray]:
+def activations(model, images, *, layers=None, batch_size: int = 32) -> Activations:
     """Outputs of a model's layers for one image or a batch, shallow to deep.
 
     The model runs in inference mode: augmentation and dropout layers are inactive
@@ -38,12 +65,12 @@ def activations(model, images, *, layers=None, batch_size: int = 32) -> dict[str
 
     Returns
     -------
-    dict[str, numpy.ndarray]
-        Ordered shallow to deep: layer name -> array with a leading batch axis,
+    Activations
+        A dict, ordered shallow to deep: layer name -> array with a leading batch axis,
         e.g. ``(1, 178, 178, 32)`` for one image through a 3x3 convolution. The
         arrays are read-only: they share memory with the backend's output buffers
         rather than copying feature maps that can take gigabytes (``.copy()`` one to
-        modify it in place).
+        modify it in place). ``.plot()`` draws them (:func:`convviz.plot.activations`).
 
     Raises
     ------
@@ -63,4 +90,4 @@ def activations(model, images, *, layers=None, batch_size: int = 32) -> dict[str
     (1, 26, 26, 4)
     """
     batch_size = check_batch_size(batch_size)
-    return Inspector.of(model).activations(images, layers=layers, batch_size=batch_size)
+    return Activations(Inspector.of(model).activations(images, layers=layers, batch_size=batch_size))

@@ -39,7 +39,7 @@ import numpy as np
 
 from convviz import _layers, plot
 from convviz._autodiff import ascent_step
-from convviz._validation import check_batch_size, check_verbose, keyword_only
+from convviz._validation import check_batch_size, check_positive_int, check_verbose, keyword_only
 from convviz.errors import InputError, ModelStructureError
 from convviz.inspector import Inspector, LayerInfo
 from convviz.plot import filter_grid  # re-exported: the grid is numeric, the figure is plot.filters
@@ -224,14 +224,14 @@ def filters(
     inspector = Inspector.of(model)
     info = inspector.find_layer(layer)
     _check_feature_map(info)
-    steps = _positive_int(steps, "steps")
+    steps = check_positive_int(steps, "steps")
     h, w = _size(size, crop)
     lo, hi = _pixel_range(pixel_range)
     learning_rate = _non_negative(learning_rate, "learning_rate", strict=True)
     jitter = _non_negative_int(jitter, "jitter")
     blur = _non_negative(blur, "blur")
     tv = _non_negative(tv, "tv")
-    memory_budget = _positive_int(memory_budget, "memory_budget")
+    memory_budget = check_positive_int(memory_budget, "memory_budget")
     entropy = _entropy(seed)
 
     head, elements = _head(inspector, info, h, w)
@@ -305,7 +305,7 @@ def normalize_gradient(grad):
     axes = tuple(range(1, len(grad.shape)))
     squared = keras.ops.sum(keras.ops.square(grad), axis=axes, keepdims=True)
     # The floor (tf.math.l2_normalize's epsilon) keeps dead filters at zero, not NaN.
-    return grad * keras.ops.rsqrt(keras.ops.maximum(squared, 1e-12))
+    return keras.ops.multiply(grad, keras.ops.rsqrt(keras.ops.maximum(squared, 1e-12)))
 
 
 @keyword_only(3, "pixel_range")
@@ -581,13 +581,8 @@ def _filter_indices(filters, n: int, layer: str) -> np.ndarray:
     return np.asarray(chosen, dtype=np.int64)
 
 
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InputError(f"{name} must be a positive integer; got {value!r}.")
-    return int(value)
-
-
 def _non_negative_int(value, name: str) -> int:
+    # check_positive_int's rule with 0 allowed: here 0 means "off" (no jitter, no crop).
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 0:
         raise InputError(f"{name} must be a non-negative integer (0 turns it off); got {value!r}.")
     return int(value)

@@ -20,6 +20,7 @@ import functools
 
 import numpy as np
 
+from convviz._validation import keyword_only
 from convviz.errors import InputError, WeightsUnavailableError
 
 __all__ = ["class_names", "decode_predictions"]
@@ -46,8 +47,12 @@ def _full_names() -> tuple[str, ...]:
     return names
 
 
-def class_names(full: bool = False) -> list[str]:
+@keyword_only(0, "full")
+def class_names(*, full: bool = False) -> list[str]:
     """The 1000 ImageNet-1k class names, index i = output unit i.
+
+    ``full`` is keyword-only; ``class_names(True)`` still works, with a
+    :class:`DeprecationWarning`, until the next release.
 
     Parameters
     ----------
@@ -76,13 +81,16 @@ def class_names(full: bool = False) -> list[str]:
     return list(names) if full else [n.split(",")[0].strip() for n in names]
 
 
+@keyword_only(1, "top", "full")
 def decode_predictions(
-    probs, top: int = 5, full: bool = False
+    probs, *, top: int = 5, full: bool = False
 ) -> list[list[tuple[int, str, float]]]:
     """The ``top`` classes of each row of 1000-way predictions, best first.
 
     Like ``keras.applications.imagenet_utils.decode_predictions``, offline, with the
-    class index instead of the WordNet id.
+    class index instead of the WordNet id. ``top`` and ``full`` are keyword-only;
+    passing them by position still works, with a :class:`DeprecationWarning`, until
+    the next release.
 
     Parameters
     ----------

@@ -31,6 +31,7 @@ import numpy as np
 
 from convviz._cache import keras_cache_dir
 from convviz._files import build_atomically, refuse_existing
+from convviz._validation import keyword_only
 from convviz.errors import InputError
 
 __all__ = [
@@ -164,11 +165,14 @@ def _object_colour(rng: np.random.Generator, background_luma: float) -> np.ndarr
     return 1.0 - (1.0 - colour) * ((1.0 - target) / max(1.0 - luma, 1e-6))
 
 
-def render_example(shape: str, index: int, image_size=(180, 180), seed: int = 0):
+@keyword_only(2, "image_size", "seed")
+def render_example(shape: str, index: int, *, image_size=(180, 180), seed: int = 0):
     """Draw one image of the offline dataset.
 
     The image depends only on ``(seed, shape, index)``, not on the split sizes, so
     ``circle.7.jpg`` is the same picture in every dataset made with one seed.
+    ``image_size`` and ``seed`` are keyword-only (by position they still work, with a
+    :class:`DeprecationWarning`, until the next release).
 
     Parameters
     ----------
@@ -220,14 +224,15 @@ def _check_dataset_args(n_train, n_val, n_test, image_size, classes, image_forma
         raise InputError(f"image_format must be 'jpeg' or 'png', got {image_format!r}.")
 
 
+@keyword_only(1, "n_train", "n_val", "n_test", "image_size", "seed")
 def make_offline_dataset(
     base_dir,
+    *,
     n_train: int = 500,
     n_val: int = 250,
     n_test: int = 250,
     image_size: tuple[int, int] = (180, 180),
     seed: int = 0,
-    *,
     classes: Sequence[str] = ("circle", "triangle"),
     image_format: str = "jpeg",
     overwrite: bool = False,
@@ -249,6 +254,10 @@ def make_offline_dataset(
     chapter's small convnet pass 95 % validation accuracy after about 6 epochs,
     2-3 minutes of CPU training with TensorFlow; 10 epochs reached 99.6 % test
     accuracy.
+
+    Every argument after ``base_dir`` is keyword-only; ``n_train``, ``n_val``,
+    ``n_test``, ``image_size`` and ``seed`` given by position still work, with a
+    :class:`DeprecationWarning`, until the next release.
 
     Parameters
     ----------
@@ -302,7 +311,7 @@ def make_offline_dataset(
                 folder = tmp / split / shape
                 folder.mkdir(parents=True)
                 for index in range(start, start + counts[split]):
-                    image, box = render_example(shape, index, image_size, seed)
+                    image, box = render_example(shape, index, image_size=image_size, seed=seed)
                     name = f"{shape}.{index}{ext}"
                     Image.fromarray(image).save(folder / name, **save_kwargs)
                     boxes[name] = {"label": shape, "box": [box.x0, box.y0, box.x1, box.y1]}

@@ -17,7 +17,7 @@ import warnings
 
 import keras
 
-from convviz._validation import check_verbose
+from convviz._validation import check_positive_int, check_verbose, keyword_only
 from convviz.errors import InputError
 
 __all__ = ["TrainingResult", "fit", "plot_history"]
@@ -65,13 +65,14 @@ def _stamp(path: pathlib.Path):
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
+@keyword_only(3, "epochs", "checkpoint_path")
 def fit(
     model: keras.Model,
     train_ds,
     val_ds,
+    *,
     epochs: int,
     checkpoint_path,
-    *,
     test_ds=None,
     monitor: str = "val_loss",
     callbacks=(),
@@ -85,6 +86,11 @@ def fit(
     ``keras.models.load_model(checkpoint_path)`` and ``evaluate(test_dataset)``.
     Keras prints its usual progress.
 
+    The model and the two datasets are positional, everything else keyword-only
+    (``epochs`` and ``checkpoint_path`` are required); ``epochs`` and
+    ``checkpoint_path`` given by position still work, with a
+    :class:`DeprecationWarning`, until the next release.
+
     Parameters
     ----------
     model : keras.Model
@@ -92,6 +98,7 @@ def fit(
     train_ds, val_ds
         Training and validation data (e.g. from :func:`convviz.data.load_datasets`).
     epochs : int
+        A positive integer.
     checkpoint_path : str or path
         A ``.keras`` file; its folder is created if needed.
     test_ds : optional
@@ -135,8 +142,7 @@ def fit(
             "The model is not compiled; call model.compile(...) first (convviz.models' "
             "builders compile by default)."
         )
-    if not isinstance(epochs, int) or epochs < 1:
-        raise InputError(f"epochs must be a positive int, got {epochs!r}.")
+    epochs = check_positive_int(epochs, "epochs")
     if type(train_ds).__module__.startswith("tensorflow"):
         # A tf.data pipeline shuffles itself (load_datasets does); Keras would warn that
         # its own default shuffle=True is ignored.
@@ -171,7 +177,7 @@ def fit(
             f"No checkpoint was written to {checkpoint_path} ({monitor!r} never improved); "
             "returning the model as it is after the last epoch.",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,  # the caller of fit(), through the keyword_only shim
         )
         best = model
         best_epoch = None

@@ -135,6 +135,44 @@ def test_arrays_are_read_only_views_for_one_chunk_and_many():
     assert copy.flags.writeable
 
 
+def test_result_is_a_dict_that_plots_itself(tmp_path):
+    import copy
+    import pickle
+
+    from convviz import feature_maps, plot
+
+    model = small_convnet(96)
+    images = random_images(2, (96, 96))
+    names = [layer.name for layer in model.layers[2:5]]  # conv, pool, conv
+    acts = convviz.activations(model, images, layers=names)
+    assert isinstance(acts, dict) and type(acts) is feature_maps.Activations
+    # Exactly the dict it wraps: the Inspector's plain dict, same keys, order and arrays.
+    plain = convviz.Inspector.of(model).activations(images, layers=names)
+    assert type(plain) is dict
+    assert list(acts) == list(plain) == names
+    for name in acts:
+        np.testing.assert_array_equal(acts[name], plain[name])
+        assert not acts[name].flags.writeable
+    same = {name: value for name, value in acts.items()}
+    assert acts.keys() == same.keys() and all(acts[k] is same[k] for k in same)
+    assert feature_maps.Activations({"a": 1}) == {"a": 1} and {"a": 1} == feature_maps.Activations({"a": 1})
+    assert repr(feature_maps.Activations({"a": 1})) == repr({"a": 1})
+    assert not hasattr(acts, "__dict__")  # no attributes besides the dict's
+    restored = pickle.loads(pickle.dumps(acts))
+    assert type(restored) is feature_maps.Activations and list(restored) == list(acts)
+    assert type(copy.copy(acts)) is feature_maps.Activations
+
+    fig = acts.plot(ncols=8, figsize=(6, None), save=tmp_path / "acts.png")
+    expected = plot.activations(dict(acts), ncols=8, figsize=(6, None))
+    titles = [ax.get_title(loc="left") for ax in fig.axes]
+    assert titles == [ax.get_title(loc="left") for ax in expected.axes] and len(titles) == 3
+    assert titles[0].startswith(names[0])
+    assert tuple(fig.get_size_inches()) == tuple(expected.get_size_inches())
+    assert (tmp_path / "acts.png").stat().st_size > 0
+    one = acts.plot(layers=["conv2d_1"], image_index=1)
+    assert [ax.get_title(loc="left") for ax in one.axes] == [titles[2]]
+
+
 def test_inspector_is_cached_on_the_model_and_reuses_feature_models():
     model = small_convnet(96)
     inspector = convviz.Inspector.of(model)

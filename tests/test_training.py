@@ -83,13 +83,43 @@ def test_fit_without_a_test_split(tmp_path):
 def test_fit_rejects_bad_arguments(tmp_path):
     train, _, _ = _brightness_data(16, 0)
     with pytest.raises(InputError, match=r"\.keras"):
-        training.fit(_tiny_model(), train, train, 1, tmp_path / "m.h5")
+        training.fit(_tiny_model(), train, train, epochs=1, checkpoint_path=tmp_path / "m.h5")
     raw = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(1)])
     with pytest.raises(InputError, match="not compiled"):
-        training.fit(raw, train, train, 1, tmp_path / "m.keras")
-    with pytest.raises(InputError, match="epochs"):
-        training.fit(_tiny_model(), train, train, 0, tmp_path / "m.keras")
+        training.fit(raw, train, train, epochs=1, checkpoint_path=tmp_path / "m.keras")
+    for epochs in (0, -1, 1.5, True, "3"):
+        with pytest.raises(InputError, match="epochs"):
+            training.fit(_tiny_model(), train, train, epochs=epochs, checkpoint_path=tmp_path / "m.keras")
+    with pytest.raises(TypeError, match="checkpoint_path"):  # required, by keyword
+        training.fit(_tiny_model(), train, train, epochs=1)
     assert not (tmp_path / "m.keras").exists()
+
+
+def test_fit_epochs_and_checkpoint_by_position_warn_and_give_the_same_result(tmp_path):
+    train, _, _ = _brightness_data(16, 0)
+    keras.utils.set_random_seed(0)
+    new = training.fit(_tiny_model(), train, train, epochs=2, checkpoint_path=tmp_path / "new.keras", verbose=0)
+    keras.utils.set_random_seed(0)
+    with pytest.warns(DeprecationWarning, match="epochs, checkpoint_path to fit.. by position") as record:
+        old = training.fit(_tiny_model(), train, train, 2, tmp_path / "old.keras", verbose=0)
+    assert record[0].filename == __file__
+    assert old.checkpoint_path == tmp_path / "old.keras" and old.checkpoint_path.is_file()
+    assert old.best_epoch == new.best_epoch
+    for key, values in new.history.items():
+        np.testing.assert_allclose(old.history[key], values, rtol=1e-5, err_msg=key)
+    with pytest.raises(TypeError, match="multiple values"):
+        training.fit(_tiny_model(), train, train, 2, epochs=2, checkpoint_path=tmp_path / "x.keras")
+
+
+def test_fit_warns_at_the_callers_line_when_nothing_was_saved(tmp_path, monkeypatch):
+    train, _, _ = _brightness_data(16, 0)
+    model = _tiny_model()
+    monkeypatch.setattr(training, "_stamp", lambda path: ("unchanged",))  # as if nothing was saved
+    with pytest.warns(RuntimeWarning, match="No checkpoint was written") as record:
+        result = training.fit(model, train, train, epochs=1, checkpoint_path=tmp_path / "m.keras", verbose=0)
+    ours = [r for r in record if issubclass(r.category, RuntimeWarning)]
+    assert ours[0].filename == __file__  # the caller's line, through the keyword_only shim
+    assert result.best_epoch is None and result.model is model
 
 
 def test_plot_history_draws_the_chapters_two_figures(tmp_path):
@@ -150,9 +180,9 @@ def test_plot_history_figsize_convention_and_result_plot(tmp_path):
 def test_fit_verbose_is_checked_and_auto_is_deprecated(tmp_path, capsys):
     train, _, _ = _brightness_data(16, 0)
     with pytest.raises(InputError, match="verbose"):
-        training.fit(_tiny_model(), train, train, 1, tmp_path / "m.keras", verbose="loud")
+        training.fit(_tiny_model(), train, train, epochs=1, checkpoint_path=tmp_path / "m.keras", verbose="loud")
     assert not (tmp_path / "m.keras").exists()
     with pytest.warns(DeprecationWarning, match='verbose="auto"') as record:
-        training.fit(_tiny_model(), train, train, 1, tmp_path / "m.keras", verbose="auto")
+        training.fit(_tiny_model(), train, train, epochs=1, checkpoint_path=tmp_path / "m.keras", verbose="auto")
     assert record[0].filename == __file__
     assert "1/1" in capsys.readouterr().out  # "auto" is Keras' progress bar, as True is

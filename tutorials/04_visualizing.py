@@ -88,12 +88,12 @@ convviz.plot.activations(acts, figsize=(10, None))
 # a deeper layer's filters combine them into textures and strokes. A pattern that
 # stays grey noise belongs to a filter that nothing made fire: its gradient is zero.
 
-patterns = convviz.filters(model, "conv2d", filters=range(16), steps=30, verbose=0)
+patterns = convviz.filters(model, "conv2d", filters=range(16), steps=30, verbose=False)
 convviz.plot.filters(patterns, figsize=(6, None))
 
 # %%
 
-patterns = convviz.filters(model, "conv2d_3", filters=range(16), steps=30, verbose=0)
+patterns = convviz.filters(model, "conv2d_3", filters=range(16), steps=30, verbose=False)
 convviz.plot.filters(patterns, figsize=(6, None))
 
 # %%
@@ -210,6 +210,6 @@ convviz.plot.gradcam(photos, top.heatmaps, titles=titles, ncols=2, figsize=(7, N
 # keeps the patterns from turning into high-frequency noise.
 
 lite0_patterns = convviz.filters(
-    lite0, "block4a_expand_conv", filters=range(16), size=160, steps=30, blur=0.5, verbose=0,
+    lite0, "block4a_expand_conv", filters=range(16), size=160, steps=30, blur=0.5, verbose=False,
 )
 convviz.plot.filters(lite0_patterns, figsize=(6, None))

@@ -18,7 +18,14 @@ import importlib
 import pkgutil
 
 from convviz.methods.cam import CAM, GradientFreeCAM, normalize_maps
-from convviz.methods.core import Explanation, LayerMethod, Method, get_method, method_names, register
+from convviz.methods.core import (
+    Explanation,
+    LayerMethod,
+    Method,
+    get_method,
+    method_names,
+    register,
+)
 
 _BASES = {"core", "cam", "api"}
 
