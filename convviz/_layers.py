@@ -174,6 +174,10 @@ def flat_model(inputs, outputs, taps: list[Tap], name: str) -> keras.Model:
     rejects in one flat graph. Such layers carry their unique key as name while the
     model is built (Keras checks names only then) and get their own name back after.
     """
+    if isinstance(inputs, (list, tuple)) and len(inputs) == 1:
+        # Called with one tensor later: built on one, not on a list (Keras before 3.9
+        # warns that the structure differs otherwise).
+        inputs = inputs[0]
     counts: dict[str, int] = {}
     for t in taps:
         counts[t.layer.name] = counts.get(t.layer.name, 0) + 1

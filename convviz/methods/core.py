@@ -56,6 +56,9 @@ def register(cls: type[Method]) -> type[Method]:
     return cls
 
 
+_register = register
+
+
 def method_names(kind: str | None = None) -> list[str]:
     """Registered method names (of one ``kind``, e.g. ``"cam"``), in registration order.
 
@@ -255,7 +258,7 @@ class Method:
         if "_abstract" not in cls.__dict__:
             cls._abstract = False
         if register and cls.__dict__.get("name"):
-            globals()["register"](cls)
+            _register(cls)  # the module's register(); the keyword shadows its name here
 
     def __init__(self, model, *, logits: bool = True, batch_size: int | None = None):
         if self._abstract:
