@@ -209,16 +209,13 @@ def _explain(args) -> int:
 
     import convviz
     from convviz.errors import InputError
-    from convviz.sources import load_images, open_model
+    from convviz.sources import open_inputs
 
     out = pathlib.Path(args.out)
     formats = Figure().canvas.get_supported_filetypes()
     if out.suffix.lstrip(".").lower() not in formats:
         raise InputError(f"--out {out}: the figure's format comes from its extension, one of {', '.join(sorted(formats))}.")
-    model, preprocess, builtin_names = open_model(args.model)
-    images, _ = load_images(args.images)
-    if preprocess is not None:
-        images = [preprocess(im) for im in images]
+    model, images, _, builtin_names = open_inputs(args.model, args.images)
     class_index = None
     if args.class_index is not None:
         try:

@@ -27,10 +27,8 @@ The figure is :func:`convviz.plot.filters` (also :meth:`FilterPatterns.plot`);
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -39,6 +37,7 @@ import numpy as np
 
 from convviz import _layers, plot
 from convviz._autodiff import ascent_step
+from convviz._progress import Progress
 from convviz._validation import check_batch_size, check_positive_int, check_verbose, keyword_only
 from convviz.errors import InputError, ModelStructureError
 from convviz.inspector import Inspector, LayerInfo
@@ -248,8 +247,7 @@ def filters(
     shifts = _jitter_shifts(entropy, steps, jitter)
     eye = np.eye(head.output.shape[-1], dtype=np.float32)
 
-    with contextlib.redirect_stdout(sys.stderr):  # progress goes to standard error
-        progbar = keras.utils.Progbar(len(indices), verbose=verbose, unit_name="filter")
+    progress = Progress(len(indices), verbose, "filter")
     raw_parts, loss_parts = [], []
     for start in range(0, len(indices), batch_size):
         chunk = indices[start : start + batch_size]
@@ -260,8 +258,7 @@ def filters(
         raw = keras.ops.convert_to_numpy(x)
         raw_parts.append(raw)
         loss_parts.append(_chapter_loss(head, raw, chunk))
-        with contextlib.redirect_stdout(sys.stderr):
-            progbar.add(len(chunk))
+        progress.add(len(chunk))
     raw = np.concatenate(raw_parts)
     return FilterPatterns(
         images=deprocess(raw, crop=crop),

@@ -29,7 +29,15 @@ from convviz.errors import InputError
 from convviz.filter_patterns import filters as find_patterns
 from convviz.inspector import Inspector
 from convviz.methods import get_method, method_names
-from convviz.sources import BUILTIN_MODELS, builtin_model, load_images, open_model, unique_names
+from convviz.methods.core import class_name, class_probability
+from convviz.sources import (
+    BUILTIN_MODELS,
+    builtin_model,
+    load_images,
+    open_inputs,
+    open_model,
+    unique_names,
+)
 from convviz.sparsity_stats import sparsity
 
 __all__ = [
@@ -225,16 +233,13 @@ def gallery(
     kinds = _check_kinds(kinds)
     verbose = check_verbose(verbose)
     target = check_out_dir(out_dir, overwrite=overwrite)
-    net, preprocess, builtin_names = open_model(model)
+    net, raw, names, builtin_names = open_inputs(model, images)
     if class_names is None:
         class_names = builtin_names
-    raw, names = load_images(images)
     if image_names is not None:
         if len(image_names) != len(raw):
             raise InputError(f"{len(raw)} images but {len(image_names)} image_names.")
         names = unique_names([str(n) for n in image_names])
-    if preprocess is not None:
-        raw = [preprocess(im) for im in raw]
     inspector = Inspector.of(net)
     batch = inspector.prepare(_same_size(raw, inspector))
     check_positive_int(filters, "filters")
@@ -396,19 +401,12 @@ def _filter_figures(inspector, layers, n_filters, steps, tmp, progress):
 
 def _describe_prediction(pred: np.ndarray, cls: int, class_names) -> tuple[str, str]:
     """(explained class with its probability, top classes) for one image."""
-
-    def name(c: int) -> str:
-        if class_names is not None and 0 <= c < len(class_names):
-            return str(class_names[c])
-        return f"class {c}"
-
+    label = f"{class_name(cls, class_names)} (p={class_probability(pred, cls):.3f})"
     if pred.shape[-1] == 1:  # one sigmoid unit: class 1 = the unit, 0 = its complement
         p = float(pred[0])
-        prob = {1: p, 0: 1.0 - p}
-        return f"{name(cls)} (p={prob[cls]:.3f})", f"{name(1)} {p:.3f} / {name(0)} {1 - p:.3f}"
+        return label, f"{class_name(1, class_names)} {p:.3f} / {class_name(0, class_names)} {1 - p:.3f}"
     top = np.argsort(-pred, kind="stable")[:3]
-    listing = ", ".join(f"{name(int(c))} {float(pred[c]):.3f}" for c in top)
-    return f"{name(cls)} (p={float(pred[cls]):.3f})", listing
+    return label, ", ".join(f"{class_name(int(c), class_names)} {float(pred[c]):.3f}" for c in top)
 
 
 def _cam_figures(method, inspector, batch, names, class_names, tmp, progress):

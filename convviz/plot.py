@@ -40,6 +40,7 @@ __all__ = [
     "filters",
     "gradcam",
     "overlay",
+    "panels",
     "sparsity",
     "standardize_channels",
 ]

@@ -19,7 +19,7 @@ from convviz._inputs import to_batch
 from convviz.errors import InputError, closest
 from convviz.inspector import load_model
 
-__all__ = ["BUILTIN_MODELS", "builtin_model", "load_images", "open_model", "unique_names"]
+__all__ = ["BUILTIN_MODELS", "builtin_model", "load_images", "open_inputs", "open_model", "unique_names"]
 
 BUILTIN_MODELS = {
     "efficientnet_lite0": "EfficientNet-Lite0 with ImageNet weights (offline, needs convviz[lite0])",
@@ -138,3 +138,18 @@ def unique_names(names: list[str]) -> list[str]:
         seen[n] = seen.get(n, 0) + 1
         out.append(n if seen[n] == 1 else f"{n} ({seen[n]})")
     return out
+
+
+def open_inputs(model, images):
+    """A model and images given in any form the gallery and the CLI take, ready to run.
+
+    Returns ``(model, images, names, class_names)``: the ``keras.Model``
+    (:func:`open_model`), the images as arrays with the model's own preprocessing
+    applied (EfficientNet-Lite0's evaluation crop), their display names
+    (:func:`load_images`), and the model's class names (None unless built in).
+    """
+    net, preprocess, class_names = open_model(model)
+    arrays, names = load_images(images)
+    if preprocess is not None:
+        arrays = [preprocess(im) for im in arrays]
+    return net, arrays, names, class_names

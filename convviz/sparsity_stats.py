@@ -10,13 +10,11 @@ are never held in memory.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import math
 import os
-import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
@@ -24,6 +22,7 @@ import keras
 import numpy as np
 
 from convviz import plot
+from convviz._progress import Progress
 from convviz._validation import check_batch_size, check_verbose, keyword_only, renamed
 from convviz.errors import InputError
 from convviz.inspector import Inspector
@@ -197,20 +196,6 @@ def _steps(images) -> int | None:
     return n if n is not None and n >= 0 else None
 
 
-def _progbar(target, verbose: int, unit_name: str):
-    """Keras' progress bar, written to standard error; None when ``verbose`` is 0."""
-    if not verbose:
-        return None
-    with contextlib.redirect_stdout(sys.stderr):
-        return keras.utils.Progbar(target, verbose=verbose, unit_name=unit_name)
-
-
-def _advance(progress, current: int, finalize: bool = False) -> None:
-    if progress is not None:
-        with contextlib.redirect_stdout(sys.stderr):
-            progress.update(current, finalize=finalize)
-
-
 @renamed(data="images")
 @keyword_only(2, "layers")
 def sparsity(
@@ -299,10 +284,10 @@ def sparsity(
     n_images = done = 0
     streamed = _is_stream(images)
     if streamed:  # progress over the iterable's batches
-        sources, progress = _stream(inspector, images), _progbar(_steps(images), verbose, "batch")
+        sources, progress = _stream(inspector, images), Progress(_steps(images), verbose, "batch")
     else:  # progress over the images of one in-memory batch
         sources = [inspector.prepare(images)]
-        progress = _progbar(len(sources[0]), verbose, "image")
+        progress = Progress(len(sources[0]), verbose, "image")
     for source in sources:
         for i in range(0, len(source), batch_size):
             batch = source[i : i + batch_size]
@@ -316,11 +301,11 @@ def sparsity(
                 elements[k] += len(batch) * channels[k] * int(np.prod(shapes[k][:-1], dtype=np.int64))
             n_images += len(batch)
             if not streamed:
-                _advance(progress, n_images)
+                progress.update(n_images)
         if streamed:
             done += 1
-            _advance(progress, done)
-    _advance(progress, done if streamed else n_images, finalize=True)
+            progress.update(done)
+    progress.update(done if streamed else n_images, finalize=True)
     if n_images == 0:
         raise InputError("The data holds no images.")
     rows = []

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import os
+
 import keras
 import numpy as np
 import pytest
+
+
+def file_tree(root) -> dict[str, bytes]:
+    """Every file under ``root``: relative path -> bytes (to compare two folders)."""
+    root = str(root)
+    out = {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, root)] = f.read()
+    return out
 
 
 def random_images(n=2, size=(64, 64), channels=3, seed=0) -> np.ndarray:

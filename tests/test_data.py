@@ -19,17 +19,6 @@ from convviz.errors import InputError
 tf = pytest.importorskip("tensorflow")
 
 
-def _tree(root) -> dict[str, bytes]:
-    root = str(root)
-    out = {}
-    for folder, _, files in os.walk(root):
-        for name in files:
-            path = os.path.join(folder, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, root)] = f.read()
-    return out
-
-
 # --------------------------------------------------------------------------- #
 # make_subsets
 # --------------------------------------------------------------------------- #

@@ -7,22 +7,11 @@ import os
 
 import numpy as np
 import pytest
+from helpers import file_tree
 from PIL import Image
 
 from convviz import data, shapes
 from convviz.errors import InputError
-
-
-def _tree(root) -> dict[str, bytes]:
-    root = str(root)
-    out = {}
-    for folder, _, files in os.walk(root):
-        for name in files:
-            path = os.path.join(folder, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, root)] = f.read()
-    return out
-
 
 SMALL = {"n_train": 3, "n_val": 2, "n_test": 2, "image_size": (48, 48)}
 
@@ -45,9 +34,9 @@ def test_offline_dataset_layout_and_boxes_file(tmp_path):
 
 
 def test_offline_dataset_is_deterministic(tmp_path):
-    a = _tree(shapes.make_offline_dataset(tmp_path / "a", seed=3, **SMALL))
-    b = _tree(shapes.make_offline_dataset(tmp_path / "b", seed=3, **SMALL))
-    c = _tree(shapes.make_offline_dataset(tmp_path / "c", seed=4, **SMALL))
+    a = file_tree(shapes.make_offline_dataset(tmp_path / "a", seed=3, **SMALL))
+    b = file_tree(shapes.make_offline_dataset(tmp_path / "b", seed=3, **SMALL))
+    c = file_tree(shapes.make_offline_dataset(tmp_path / "c", seed=4, **SMALL))
     assert len(a) == 2 * 7 + 3 + 1
     assert a == b
     images = [k for k in a if k.endswith(".jpg")]
@@ -67,9 +56,9 @@ def test_options_by_position_warn_and_give_the_same_result(tmp_path):
     with pytest.raises(TypeError, match="multiple values"):
         shapes.render_example("circle", 4, (40, 40), image_size=(40, 40))
 
-    new = _tree(shapes.make_offline_dataset(tmp_path / "new", n_train=2, n_val=1, n_test=1, image_size=(32, 32), seed=1))
+    new = file_tree(shapes.make_offline_dataset(tmp_path / "new", n_train=2, n_val=1, n_test=1, image_size=(32, 32), seed=1))
     with pytest.warns(DeprecationWarning, match="n_train, n_val, n_test, image_size, seed to make_offline_dataset") as record:
-        old = _tree(shapes.make_offline_dataset(tmp_path / "old", 2, 1, 1, (32, 32), 1))
+        old = file_tree(shapes.make_offline_dataset(tmp_path / "old", 2, 1, 1, (32, 32), 1))
     assert record[0].filename == __file__
     assert old == new
     with pytest.raises(TypeError):  # classes never was positional
@@ -104,7 +93,7 @@ def test_offline_boxes_are_tight_around_the_drawn_objects(tmp_path):
 
 def test_offline_dataset_refuses_overwrite_and_is_atomic(tmp_path, monkeypatch):
     base = shapes.make_offline_dataset(tmp_path / "shapes", **SMALL)
-    before = _tree(base)
+    before = file_tree(base)
     with pytest.raises(InputError, match="overwrite=True"):
         shapes.make_offline_dataset(base, **SMALL)
 
@@ -122,7 +111,7 @@ def test_offline_dataset_refuses_overwrite_and_is_atomic(tmp_path, monkeypatch):
         shapes.make_offline_dataset(base, seed=9, overwrite=True, **SMALL)
     with pytest.raises(RuntimeError, match="simulated crash"):
         shapes.make_offline_dataset(tmp_path / "fresh", **SMALL)
-    assert _tree(base) == before  # the old dataset survived the failed rewrite
+    assert file_tree(base) == before  # the old dataset survived the failed rewrite
     assert not (tmp_path / "fresh").exists()
     assert sorted(os.listdir(tmp_path)) == ["shapes"]  # no temp dirs left behind
 

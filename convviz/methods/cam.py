@@ -143,14 +143,7 @@ class GradientFreeCAM(LayerMethod):
             "layer-scores", (self.layer, self.logits),
             lambda: inspector._gradient_model(self.layer, logits=self.logits),
         )
-        step = self.batch_size
-        parts = [
-            run([np.asarray(images[i : i + step], np.float32), np.asarray(deltas[i : i + step], np.float32)])[1]
-            for i in range(0, len(images), step)
-        ]
-        if not parts:
-            raise InputError("No images to score.")
-        return self._pick(np.concatenate(parts).astype(np.float64), classes)
+        return self._pick(self._chunked(run, [images, deltas], output=1), classes)
 
     def explain(self, images, *, class_index=None) -> Explanation:
         batch = self.inspector.prepare(images)

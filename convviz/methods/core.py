@@ -18,14 +18,15 @@ from typing import ClassVar
 import keras
 import numpy as np
 
+from convviz import plot
 from convviz._inputs import _resize
 from convviz._validation import check_batch_size
 from convviz.errors import InputError, ModelStructureError, closest
 from convviz.inspector import Inspector
 
 __all__ = [
-    "RESERVED", "Explanation", "LayerMethod", "Method", "chosen_class", "class_objective", "class_weights",
-    "get_method", "method_names", "probabilities", "register", "upsample",
+    "RESERVED", "Explanation", "LayerMethod", "Method", "chosen_class", "class_name", "class_objective",
+    "class_probability", "class_weights", "get_method", "method_names", "probabilities", "register", "upsample",
 ]
 
 _REGISTRY: dict[str, type[Method]] = {}
@@ -152,8 +153,6 @@ class Explanation:
         ``class_names`` turns class indices into names (two names, negative then
         positive, for a single sigmoid unit).
         """
-        from convviz import plot
-
         if self.images is None:
             raise InputError(
                 "This Explanation holds no images (it was loaded from a file); use "
@@ -198,12 +197,32 @@ def upsample(maps: np.ndarray, size) -> np.ndarray:
     return np.clip(_resize(maps[..., None], tuple(size))[..., 0], 0.0, 1.0)
 
 
+def class_name(cls: int, class_names=None) -> str:
+    """``class_names[cls]``, or ``"class {cls}"`` when there is no such name.
+
+    >>> class_name(1, ["cat", "dog"]), class_name(5)
+    ('dog', 'class 5')
+    """
+    if class_names is not None and 0 <= cls < len(class_names):
+        return str(class_names[cls])
+    return f"class {cls}"
+
+
+def class_probability(pred: np.ndarray, cls: int) -> float:
+    """The probability of class ``cls`` in one image's predictions; for a single
+    sigmoid unit, class 1 is the unit's output and class 0 its complement.
+
+    >>> class_probability(np.array([0.75]), 0), class_probability(np.array([0.2, 0.7, 0.1]), 1)
+    (0.25, 0.7)
+    """
+    if pred.shape[-1] == 1:
+        p = float(pred[0])
+        return p if cls == 1 else 1.0 - p
+    return float(pred[cls])
+
+
 def _label(pred: np.ndarray, cls: int, class_names) -> str:
-    name = str(class_names[cls]) if class_names is not None and 0 <= cls < len(class_names) else f"class {cls}"
-    p = float(pred[0]) if pred.shape[-1] == 1 else float(pred[cls])
-    if pred.shape[-1] == 1 and cls == 0:
-        p = 1.0 - p
-    return f"{name} ({p:.3f})"
+    return f"{class_name(cls, class_names)} ({class_probability(pred, cls):.3f})"
 
 
 class Method:
@@ -302,8 +321,16 @@ class Method:
         """
         inspector = self.inspector
         run = inspector._inference("scores", self.logits, lambda: inspector._score_model(logits=self.logits))
-        parts = [run(np.asarray(images[i : i + self.batch_size], np.float32))[0]
-                 for i in range(0, len(images), self.batch_size)]
+        return self._chunked(run, [images], output=0)
+
+    def _chunked(self, run, inputs: list, *, output: int) -> np.ndarray:
+        """``run``'s output number ``output`` over ``inputs`` (equal-length arrays or
+        sliceable objects, one per model input), ``batch_size`` rows per call, as float64."""
+        step = self.batch_size
+        parts = []
+        for i in range(0, len(inputs[0]), step):
+            chunk = [np.asarray(x[i : i + step], np.float32) for x in inputs]
+            parts.append(run(chunk[0] if len(chunk) == 1 else chunk)[output])
         if not parts:
             raise InputError("No images to score.")
         return np.concatenate(parts).astype(np.float64)

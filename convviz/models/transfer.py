@@ -7,12 +7,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import sys
-
 import keras
 import numpy as np
 
+from convviz._progress import Progress
 from convviz._validation import check_verbose, keyword_only
 from convviz.errors import InputError
 
@@ -48,14 +46,11 @@ def _extract(dataset, get_base, preprocess, verbose, who):
     """
     verbose = check_verbose(verbose)
     all_features, all_labels, conv_base = [], [], None
-    progress = None
-    if verbose:
-        try:
-            total = len(dataset)
-        except TypeError:  # a generator, or a tf.data pipeline of unknown length
-            total = None
-        with contextlib.redirect_stdout(sys.stderr):  # progress goes to standard error
-            progress = keras.utils.Progbar(total, verbose=verbose, unit_name="batch")
+    try:
+        total = len(dataset)
+    except TypeError:  # a generator, or a tf.data pipeline of unknown length
+        total = None
+    progress = Progress(total, verbose, "batch")
     for images, labels in _batches(dataset, who):
         if conv_base is None:
             conv_base = get_base(images.shape[1:])
@@ -66,9 +61,7 @@ def _extract(dataset, get_base, preprocess, verbose, who):
         # every call, which made extraction about 1.5x slower on TensorFlow.
         all_features.append(np.asarray(keras.ops.convert_to_numpy(conv_base.predict_on_batch(x))))
         all_labels.append(labels)
-        if progress is not None:
-            with contextlib.redirect_stdout(sys.stderr):
-                progress.add(1)
+        progress.add(1)
     if not all_features:
         raise InputError(f"{who} got an empty dataset.")
     return np.concatenate(all_features), np.concatenate(all_labels)
