@@ -290,11 +290,10 @@ class Inspector:
         def build():
             image = self._new_input()
             delta = keras.Input(shape=tap.shape[1:], name="convviz_delta")
-            head = _layers.logits_replacement(self._flat) if logits else None
             flat = _layers.trace(
                 self.model,
                 image,
-                replace={head[0]: head[1]} if head else None,
+                replace=self._head_replacement(logits) or None,
                 after={tap.path: lambda out: keras.layers.Add()([out, delta])},
             )
             activation = next(t.tensor for t in flat.taps if t.path == tap.path)
@@ -304,6 +303,47 @@ class Inspector:
 
         return self._cached("gradient", (tap.key, logits), build)
 
+    def _head_replacement(self, logits: bool) -> dict:
+        """``trace``'s ``replace`` entry giving the scores before a final softmax/sigmoid."""
+        head = _layers.logits_replacement(self._flat) if logits else None
+        return {head[0]: head[1]} if head else {}
+
+    def _activation_and_score_model(self, layer, *, logits: bool = False) -> keras.Model:
+        """A model ``image -> [activation of layer, scores]`` (scores as in
+        :meth:`_gradient_model`): one forward pass gives both."""
+        (tap,) = self._resolve_many([layer])
+
+        def build():
+            image = self._new_input()
+            flat = _layers.trace(self.model, image, replace=self._head_replacement(logits) or None)
+            activation = next(t.tensor for t in flat.taps if t.path == tap.path)
+            return _layers.flat_model(image, [activation, flat.outputs], flat.taps, "convviz_activation_scores")
+
+        return self._cached("activation-scores", (tap.key, logits), build)
+
+    def _tail_model(self, layer, *, logits: bool = False) -> tuple[keras.Model, bool]:
+        """The model after ``layer``: ``(model, needs_image)``.
+
+        ``model`` maps an output of ``layer`` to the scores (as in
+        :meth:`_gradient_model`), running only the layers after it. A model with a
+        connection around the layer (a skip from before it to after it) needs the
+        image too: ``model`` then takes ``[image, layer_output]`` and ``needs_image``
+        is True; the layers before ``layer`` run only as far as the skip needs them.
+        """
+        (tap,) = self._resolve_many([layer])
+
+        def build():
+            image = self._new_input()
+            replaced = keras.Input(shape=tap.shape[1:], name="convviz_layer_output")
+            replace = {**self._head_replacement(logits), tap.path: lambda layer_, *args: replaced}
+            flat = _layers.trace(self.model, image, replace=replace)
+            try:
+                return _layers.flat_model(replaced, flat.outputs, flat.taps, "convviz_tail"), False
+            except ValueError:  # "Graph disconnected": the tail also reads the image
+                return _layers.flat_model([image, replaced], flat.outputs, flat.taps, "convviz_tail"), True
+
+        return self._cached("tail", (tap.key, logits), build)
+
     def _score_model(self, *, logits: bool = True) -> keras.Model:
         """The model with its scores before a final softmax/sigmoid (``logits=True``
         and such a head), else the model itself; one output of shape (N, classes)."""
@@ -312,8 +352,7 @@ class Inspector:
 
         def build():
             image = self._new_input()
-            head = _layers.logits_replacement(self._flat)
-            flat = _layers.trace(self.model, image, replace={head[0]: head[1]})
+            flat = _layers.trace(self.model, image, replace=self._head_replacement(True))
             return _layers.flat_model(image, flat.outputs, flat.taps, "convviz_scores")
 
         return self._cached("scores", logits, build)

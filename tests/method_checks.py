@@ -61,8 +61,8 @@ def independent_cam_inputs(model, x, classes):
     """Activations of ``base/c2`` and the gradients of the class logits with respect to
     them, computed in numpy from the weights (Flatten -> Dense relu -> Dense)."""
     acts = convviz.activations(model, x, layers=["c2"])["c2"].astype(np.float64)
-    w1, b1 = (keras.ops.convert_to_numpy(v).astype(np.float64) for v in model.get_layer("hidden").weights)
-    w2 = keras.ops.convert_to_numpy(model.get_layer("head").kernel).astype(np.float64)
+    w1, b1 = weights_of(model, "hidden")
+    w2 = weights_of(model, "head")[0]
     flat = acts.reshape(len(acts), -1)
     mask = (flat @ w1 + b1 > 0).astype(np.float64)
     grads = np.stack([w1 @ (mask[n] * w2[:, c]) for n, c in enumerate(classes)])
@@ -141,3 +141,31 @@ def run_saved_model_check(name: str, tmp_path) -> None:
     np.testing.assert_allclose(
         convviz.cam(model, x, method=name), convviz.cam(str(path), x, method=name), atol=ATOL
     )
+
+
+def weights_of(model, name):
+    """A layer's weights as float64 numpy arrays."""
+    return [keras.ops.convert_to_numpy(v).astype(np.float64) for v in model.get_layer(name).weights]
+
+
+def numpy_conv(x, kernel, bias):
+    """A 'valid' 2-D convolution (cross-correlation, as Keras) in numpy, float64."""
+    kh, kw = kernel.shape[:2]
+    windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))  # (N, h, w, C, kh, kw)
+    return np.einsum("nhwcij,ijck->nhwk", windows, kernel) + bias
+
+
+def numpy_tail(model, acts):
+    """``nested_model``'s class scores (logits) from the activations of ``base/c2``."""
+    w1, b1 = weights_of(model, "hidden")
+    w2, b2 = weights_of(model, "head")
+    return np.maximum(acts.reshape(len(acts), -1) @ w1 + b1, 0) @ w2 + b2
+
+
+def numpy_forward(model, x):
+    """``nested_model``'s (c2 activations, class logits) in numpy, in inference mode
+    (no flip, no dropout)."""
+    base = model.get_layer("base")
+    a1 = np.maximum(numpy_conv(x.astype(np.float64), *weights_of(base, "c1")), 0)
+    a2 = numpy_conv(a1, *weights_of(base, "c2"))
+    return a2, numpy_tail(model, a2)

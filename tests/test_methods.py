@@ -15,7 +15,7 @@ from method_checks import (
 
 import convviz
 from convviz.errors import InputError
-from convviz.methods import CAM, GradientFreeCAM, core, method_names
+from convviz.methods import CAM, GradientFreeCAM, LazyBatch, core, method_names
 
 
 @pytest.mark.parametrize("name", method_names("cam"))
@@ -29,6 +29,7 @@ def test_every_cam_method_explains_a_saved_model_the_same(name, tmp_path):
 
 
 def _numpy_normalise(cam):
+    """relu, then each map divided by its maximum (all-zero maps stay zero)."""
     cam = np.maximum(cam, 0)
     peak = cam.max(axis=(1, 2), keepdims=True)
     return np.where(peak > 0, cam / np.where(peak > 0, peak, 1), 0)
@@ -56,6 +57,10 @@ def _gradcam_plusplus(acts, grads, eps=1e-6):
     [
         ("gradcam", lambda a, g: _numpy_normalise(np.einsum("nhwk,nk->nhw", a, g.mean(axis=(1, 2))))),
         ("gradcam_plusplus", _gradcam_plusplus),
+        ("xgradcam", lambda a, g: _numpy_normalise(
+            np.einsum("nhwk,nk->nhw", a, (g * a).sum(axis=(1, 2)) / (a.sum(axis=(1, 2)) + 1e-7)))),
+        ("hirescam", lambda a, g: _numpy_normalise((a * g).sum(axis=-1))),
+        ("layercam", lambda a, g: _numpy_normalise((a * np.maximum(g, 0)).sum(axis=-1))),
     ],
 )
 def test_cam_formulas_match_numpy_from_the_weights(name, formula):
@@ -305,15 +310,55 @@ def test_layer_scores_ablate_channels_as_numpy_does():
     acts = convviz.activations(model, x, layers=["c2"])["c2"].astype(np.float64)
     k = acts.shape[-1]
     # Ablate each channel of each image in turn: N * K inputs in chunks of 3.
-    deltas = np.zeros((2 * k, *acts.shape[1:]), np.float32)
+    ablated = np.repeat(acts, k, axis=0)
     for i in range(2):
         for c in range(k):
-            deltas[i * k + c, ..., c] = -acts[i, ..., c]
-    got = probe.layer_scores(np.repeat(x, k, axis=0), deltas, 1)
+            ablated[i * k + c, ..., c] = 0
+    got = probe.layer_scores(ablated, 1)
     w1, b1 = (keras.ops.convert_to_numpy(v).astype(np.float64) for v in model.get_layer("hidden").weights)
     w2, b2 = (keras.ops.convert_to_numpy(v).astype(np.float64) for v in model.get_layer("head").weights)
-    ablated = np.repeat(acts, k, axis=0) + deltas
     expected = (np.maximum(ablated.reshape(2 * k, -1) @ w1 + b1, 0) @ w2 + b2)[:, 1]
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
-    with pytest.raises(InputError, match="deltas"):
-        probe.layer_scores(x, deltas, 1)
+    # Only the layers after c2 run: the tail model takes the activations alone.
+    tail, needs_image = convviz.Inspector.of(model)._tail_model("c2")
+    assert not needs_image and len(tail.inputs) == 1
+    assert {layer.name for layer in tail.layers} >= {"flatten", "hidden", "head"}
+    assert not {"c1", "c2"} & {layer.name for layer in tail.layers}
+    # Lazily built rows give the same scores.
+    lazy = LazyBatch(len(ablated), lambda start, stop: ablated[start:stop])
+    np.testing.assert_array_equal(probe.layer_scores(lazy, 1), got)
+
+
+def _skip_model():
+    """A conv layer with a skip connection around it: its tail needs the image."""
+    inputs = keras.Input((8, 8, 3))
+    a = keras.layers.Conv2D(4, 3, padding="same", name="a")(inputs)
+    b = keras.layers.Conv2D(4, 3, padding="same", name="b")(a)
+    x = keras.layers.Add(name="skip")([a, b])
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
+
+
+def test_layer_scores_around_a_skip_connection_read_the_images():
+    model = _skip_model()
+    x = images(2, size=8, seed=6)
+
+    class Probe(GradientFreeCAM, register=False):
+        def compute(self, images, activations, classes):
+            return activations.sum(axis=-1)
+
+    probe = Probe(model, layer="b", batch_size=3)
+    tail, needs_image = convviz.Inspector.of(model)._tail_model("b")
+    assert needs_image and len(tail.inputs) == 2
+    acts = convviz.activations(model, x, layers=["a", "b"])
+    k = acts["b"].shape[-1]
+    ablated = np.repeat(acts["b"], k, axis=0)
+    ablated[np.arange(2 * k), ..., np.tile(np.arange(k), 2)] = 0
+    got = probe.layer_scores(ablated, 0, images=LazyBatch.repeat(x, k))
+    w, bias = (keras.ops.convert_to_numpy(v).astype(np.float64) for v in model.get_layer("head").weights)
+    pooled = (np.repeat(acts["a"], k, axis=0) + ablated).mean(axis=(1, 2))
+    np.testing.assert_allclose(got, (pooled @ w + bias)[:, 0], rtol=1e-4, atol=1e-4)
+    with pytest.raises(InputError, match="needs the images"):
+        probe.layer_scores(ablated, 0)
+    with pytest.raises(InputError, match="activations"):
+        probe.layer_scores(ablated, 0, images=x)

@@ -6,8 +6,8 @@ imported, so adding a method is one new file: :func:`convviz.explain`, the galle
 the ``convviz`` command and the Sphinx directive pick it up by its name.
 
 >>> import convviz
->>> convviz.methods.method_names("cam")[:2]
-['gradcam', 'gradcam_plusplus']
+>>> sorted(convviz.methods.method_names("cam"))[:4]
+['ablationcam', 'eigencam', 'gradcam', 'gradcam_plusplus']
 >>> convviz.methods.GradCAM.title
 'Grad-CAM'
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from convviz.methods.cam import CAM, GradientFreeCAM, normalize_maps
+from convviz.methods.cam import CAM, GradientFreeCAM, LazyBatch, normalize_maps
 from convviz.methods.core import (
     Explanation,
     LayerMethod,
@@ -43,6 +43,6 @@ _CLASSES = _load_methods()
 globals().update(_CLASSES)
 
 __all__ = [
-    "CAM", "Explanation", "GradientFreeCAM", "LayerMethod", "Method", "get_method", "method_names", "normalize_maps",
+    "CAM", "Explanation", "GradientFreeCAM", "LazyBatch", "LayerMethod", "Method", "get_method", "method_names", "normalize_maps",
     "register", *sorted(_CLASSES),
 ]

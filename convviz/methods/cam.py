@@ -22,10 +22,11 @@ import keras
 import numpy as np
 
 from convviz._autodiff import gradient_step
+from convviz._validation import check_verbose
 from convviz.errors import InputError
 from convviz.methods.core import Explanation, LayerMethod, class_objective, class_weights
 
-__all__ = ["CAM", "GradientFreeCAM", "normalize_maps"]
+__all__ = ["CAM", "GradientFreeCAM", "LazyBatch", "normalize_maps"]
 
 
 def normalize_maps(cam: np.ndarray) -> np.ndarray:
@@ -106,17 +107,60 @@ class CAM(LayerMethod):
         return self._result(np.concatenate(maps), np.concatenate(scores), class_index, batch)
 
 
+class LazyBatch:
+    """A batch of ``length`` rows built a slice at a time by ``build(start, stop)``.
+
+    :meth:`~convviz.methods.Method.scores`, :meth:`~convviz.methods.Method.class_scores`
+    and :meth:`GradientFreeCAM.layer_scores` take it where they take an array, and ask
+    for one chunk of ``batch_size`` rows at a time: thousands of masked images or
+    ablated activations never sit in memory together.
+
+    >>> rows = LazyBatch(5, lambda start, stop: np.arange(start, stop))
+    >>> len(rows), rows[3:10].tolist()
+    (5, [3, 4])
+    """
+
+    def __init__(self, length: int, build):
+        self.length, self.build = int(length), build
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        start, stop, step = rows.indices(self.length)
+        if step != 1:
+            raise IndexError("LazyBatch takes contiguous slices only.")
+        return self.build(start, stop)
+
+    @classmethod
+    def repeat(cls, array: np.ndarray, repeats: int) -> LazyBatch:
+        """Row ``m`` is ``array[m // repeats]`` (as ``np.repeat(array, repeats, 0)``)."""
+        return cls(len(array) * repeats, lambda start, stop: array[np.arange(start, stop) // repeats])
+
+
 class GradientFreeCAM(LayerMethod):
     """Base of the CAM methods that score perturbed inputs instead of differentiating.
 
     A subclass implements :meth:`compute`. It scores masked inputs with
-    :meth:`~convviz.methods.Method.class_scores` and ablated (or otherwise changed)
-    activations of the layer with :meth:`layer_scores`: they go through the compiled
-    model in chunks of ``batch_size``, never one Python call per input.
+    :meth:`~convviz.methods.Method.class_scores` and changed activations of the layer
+    with :meth:`layer_scores` (only the layers after it run); both go through the
+    compiled model in chunks of ``batch_size``, never one Python call per input, and
+    take a :class:`LazyBatch` that builds the inputs chunk by chunk.
+
+    Parameters
+    ----------
+    model, layer, logits, batch_size
+        As :class:`~convviz.methods.LayerMethod`.
+    verbose : bool
+        A progress bar on standard error while the perturbed inputs are scored.
     """
 
     kind = "cam"
     _abstract = True
+
+    def __init__(self, model, *, verbose: bool = True, **kwargs):
+        super().__init__(model, **kwargs)
+        self.verbose = check_verbose(verbose)
 
     def compute(self, images: np.ndarray, activations: np.ndarray, classes: np.ndarray) -> np.ndarray:
         """(N, h, w) maps before relu and normalisation.
@@ -127,30 +171,42 @@ class GradientFreeCAM(LayerMethod):
         """
         raise NotImplementedError(f"{type(self).__name__} must define compute.")
 
-    def layer_scores(self, images, deltas, classes) -> np.ndarray:
-        """(M,) class scores when the layer's output on ``images[m]`` is shifted by
-        ``deltas[m]`` (e.g. ``-A[..., k]`` in channel ``k`` ablates that channel).
+    def layer_scores(self, activations, classes, *, images=None) -> np.ndarray:
+        """(M,) class scores when the layer outputs ``activations[m]`` instead of its
+        own output (e.g. with channel ``k`` set to 0 to ablate it).
 
-        ``images`` (M, H, W, C) and ``deltas`` (M, h, w, K) are arrays, or objects with
-        ``len()`` whose slices are arrays (built chunk by chunk to bound memory); only
-        the rest of the model after the layer sees the change. ``classes`` is an int or
-        one per input, as in :meth:`~convviz.methods.Method.class_scores`.
+        ``activations`` is an (M, h, w, K) array or a :class:`LazyBatch`; only the
+        layers after the layer run on it. ``classes`` is an int or one per row, as in
+        :meth:`~convviz.methods.Method.class_scores`. ``images`` (M rows, array or
+        :class:`LazyBatch`: the image behind each row) is read only when the model
+        has a connection around the layer (a skip from before it to after it);
+        a method should pass it, lazily, to work on such models too.
         """
-        if len(images) != len(deltas):
-            raise InputError(f"{len(images)} images but {len(deltas)} deltas.")
         inspector = self.inspector
-        run = inspector._inference(
-            "layer-scores", (self.layer, self.logits),
-            lambda: inspector._gradient_model(self.layer, logits=self.logits),
-        )
-        return self._pick(self._chunked(run, [images, deltas], output=1), classes)
+        model, needs_image = inspector._tail_model(self.layer, logits=self.logits)
+        run = inspector._inference("tail", (self.layer, self.logits), lambda: model)
+        inputs = [activations]
+        if needs_image:
+            if images is None:
+                raise InputError(
+                    f"The model has a connection around {self.layer!r}: layer_scores needs the images too."
+                )
+            if len(images) != len(activations):
+                raise InputError(f"{len(images)} images but {len(activations)} activations.")
+            inputs = [images, activations]
+        return self._pick(self._chunked(run, inputs, output=0), classes)
 
     def explain(self, images, *, class_index=None) -> Explanation:
-        batch = self.inspector.prepare(images)
-        n_classes = self._score_shape()[-1]
+        inspector = self.inspector
+        batch = inspector.prepare(images)
+        model = inspector._activation_and_score_model(self.layer, logits=self.logits)
+        n_classes = self._score_shape(keras.tree.flatten(model.outputs)[1])[-1]
         class_weights(class_index, len(batch), n_classes)  # validates class_index
-        scores = self.scores(batch)
+        run = inspector._inference("activation-scores", (self.layer, self.logits), lambda: model)
+        parts = [run(np.asarray(batch[i : i + self.batch_size], np.float32))
+                 for i in range(0, len(batch), self.batch_size)]
+        acts = np.concatenate([p[0] for p in parts])
+        scores = np.concatenate([p[1] for p in parts]).astype(np.float64)
         classes = self._classes(scores, class_index)
-        acts = self.inspector.activations(batch, layers=[self.layer], batch_size=self.batch_size)[self.layer]
-        maps = normalize_maps(np.asarray(self.compute(batch, np.array(acts), classes), np.float64))
+        maps = normalize_maps(np.asarray(self.compute(batch, acts, classes), np.float64))
         return self._result(maps, scores, class_index, batch)

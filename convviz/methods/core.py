@@ -20,6 +20,7 @@ import numpy as np
 
 from convviz import plot
 from convviz._inputs import _resize
+from convviz._progress import Progress
 from convviz._validation import check_batch_size
 from convviz.errors import InputError, ModelStructureError, closest
 from convviz.inspector import Inspector
@@ -270,6 +271,9 @@ class Method:
     """The paper the method comes from."""
     default_batch_size: ClassVar[int] = 32
     """Inputs per compiled call unless ``batch_size`` says otherwise."""
+    verbose: int = 0
+    """A progress bar on standard error while many inputs are scored (methods that
+    take ``verbose=`` set it)."""
     _abstract: ClassVar[bool] = True
 
     def __init_subclass__(cls, *, register: bool = True, **kwargs):
@@ -326,11 +330,14 @@ class Method:
     def _chunked(self, run, inputs: list, *, output: int) -> np.ndarray:
         """``run``'s output number ``output`` over ``inputs`` (equal-length arrays or
         sliceable objects, one per model input), ``batch_size`` rows per call, as float64."""
-        step = self.batch_size
+        step, total = self.batch_size, len(inputs[0])
+        # A bar for long work only (gradient-free methods scoring many inputs).
+        progress = Progress(total if total > step else None, self.verbose if total > step else 0, "input")
         parts = []
-        for i in range(0, len(inputs[0]), step):
+        for i in range(0, total, step):
             chunk = [np.asarray(x[i : i + step], np.float32) for x in inputs]
             parts.append(run(chunk[0] if len(chunk) == 1 else chunk)[output])
+            progress.add(len(chunk[0]))
         if not parts:
             raise InputError("No images to score.")
         return np.concatenate(parts).astype(np.float64)
