@@ -169,3 +169,10 @@ def numpy_forward(model, x):
     a1 = np.maximum(numpy_conv(x.astype(np.float64), *weights_of(base, "c1")), 0)
     a2 = numpy_conv(a1, *weights_of(base, "c2"))
     return a2, numpy_tail(model, a2)
+
+
+def numpy_normalise(cam):
+    """relu, then each map divided by its maximum (all-zero maps stay zero)."""
+    cam = np.maximum(cam, 0)
+    peak = cam.max(axis=(1, 2), keepdims=True)
+    return np.where(peak > 0, cam / np.where(peak > 0, peak, 1), 0)

@@ -6,11 +6,18 @@ pytorch-grad-cam and torchcam on EfficientNet-Lite0 is in test_cam_references.py
 
 import numpy as np
 import pytest
-from method_checks import images, nested_model, numpy_conv, numpy_forward, numpy_tail, weights_of
+from method_checks import (
+    images,
+    nested_model,
+    numpy_conv,
+    numpy_forward,
+    numpy_normalise,
+    numpy_tail,
+    weights_of,
+)
 
 import convviz
 from convviz.methods.scorecam import aligned_corners_matrix
-from test_methods import _numpy_normalise
 
 ATOL = 1e-4  # float32 forward passes against float64 numpy, through a softmax / a ratio
 
@@ -60,7 +67,7 @@ def test_scorecam_is_the_softmax_of_masked_scores():
             masked.append(x[n] * mask[..., None])
         scores = numpy_forward(model, np.stack(masked))[1][:, c]  # logits: before the softmax
         expected.append(np.einsum("hwk,k->hw", acts[n], _softmax(scores)))
-    np.testing.assert_allclose(got.maps, _numpy_normalise(np.stack(expected)), atol=ATOL)
+    np.testing.assert_allclose(got.maps, numpy_normalise(np.stack(expected)), atol=ATOL)
     assert got.class_index.tolist() == classes
 
 
@@ -89,7 +96,7 @@ def test_ablationcam_is_the_relative_score_drop(layer):
         s = tail(a[None])[0, c]
         weights = (s - tail(ablated)[:, c]) / s
         expected.append(np.einsum("hwk,k->hw", a, weights))
-    np.testing.assert_allclose(got, _numpy_normalise(np.stack(expected)), atol=ATOL)
+    np.testing.assert_allclose(got, numpy_normalise(np.stack(expected)), atol=ATOL)
 
 
 def test_eigencam_is_the_first_principal_component_oriented_with_the_activations():
@@ -106,7 +113,7 @@ def test_eigencam_is_the_first_principal_component_oriented_with_the_activations
         total = flat.sum(axis=1)
         projection *= np.sign(np.corrcoef(projection, total)[0, 1])
         expected.append(projection.reshape(a.shape[:2]))
-    np.testing.assert_allclose(got.maps, _numpy_normalise(np.stack(expected)), atol=ATOL)
+    np.testing.assert_allclose(got.maps, numpy_normalise(np.stack(expected)), atol=ATOL)
     # No gradients, no class: every class gets the same map.
     np.testing.assert_array_equal(got.maps, convviz.cam(model, x, method="eigencam", class_index=2))
     assert got.class_index.tolist() == [0, 1, 2]

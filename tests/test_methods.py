@@ -9,6 +9,7 @@ from method_checks import (
     images,
     independent_cam_inputs,
     nested_model,
+    numpy_normalise,
     run_cam_checks,
     run_saved_model_check,
 )
@@ -28,13 +29,6 @@ def test_every_cam_method_explains_a_saved_model_the_same(name, tmp_path):
     run_saved_model_check(name, tmp_path)
 
 
-def _numpy_normalise(cam):
-    """relu, then each map divided by its maximum (all-zero maps stay zero)."""
-    cam = np.maximum(cam, 0)
-    peak = cam.max(axis=(1, 2), keepdims=True)
-    return np.where(peak > 0, cam / np.where(peak > 0, peak, 1), 0)
-
-
 def _gradcam_plusplus(acts, grads, eps=1e-6):
     """Grad-CAM++ written out element by element (Chattopadhay et al., closed form)."""
     n, h, w, k = acts.shape
@@ -49,18 +43,18 @@ def _gradcam_plusplus(acts, grads, eps=1e-6):
                     if g != 0:
                         weight += max(g, 0.0) * g * g / (2 * g * g + total * g**3 + eps)
             out[i] += weight * acts[i, :, :, c]
-    return _numpy_normalise(out)
+    return numpy_normalise(out)
 
 
 @pytest.mark.parametrize(
     ("name", "formula"),
     [
-        ("gradcam", lambda a, g: _numpy_normalise(np.einsum("nhwk,nk->nhw", a, g.mean(axis=(1, 2))))),
+        ("gradcam", lambda a, g: numpy_normalise(np.einsum("nhwk,nk->nhw", a, g.mean(axis=(1, 2))))),
         ("gradcam_plusplus", _gradcam_plusplus),
-        ("xgradcam", lambda a, g: _numpy_normalise(
+        ("xgradcam", lambda a, g: numpy_normalise(
             np.einsum("nhwk,nk->nhw", a, (g * a).sum(axis=(1, 2)) / (a.sum(axis=(1, 2)) + 1e-7)))),
-        ("hirescam", lambda a, g: _numpy_normalise((a * g).sum(axis=-1))),
-        ("layercam", lambda a, g: _numpy_normalise((a * np.maximum(g, 0)).sum(axis=-1))),
+        ("hirescam", lambda a, g: numpy_normalise((a * g).sum(axis=-1))),
+        ("layercam", lambda a, g: numpy_normalise((a * np.maximum(g, 0)).sum(axis=-1))),
     ],
 )
 def test_cam_formulas_match_numpy_from_the_weights(name, formula):
@@ -154,7 +148,7 @@ def test_an_unregistered_subclass_works_under_its_class_name():
     result = convviz.explain(model, x, method=MaxGradCAM, class_index=1)
     assert result.method == "MaxGradCAM" and "MaxGradCAM" not in method_names()
     np.testing.assert_allclose(
-        result.maps, _numpy_normalise(np.einsum("nhwk,nk->nhw", acts, grads.max(axis=(1, 2)))), atol=ATOL
+        result.maps, numpy_normalise(np.einsum("nhwk,nk->nhw", acts, grads.max(axis=(1, 2)))), atol=ATOL
     )
 
 
@@ -257,7 +251,7 @@ def test_gradient_free_base_scores_many_inputs_in_chunks(masked_scores_method):
         wts = np.exp(s - s.max())
         wts /= wts.sum()
         expected.append(np.einsum("hwk,k->hw", acts[i], wts))
-    np.testing.assert_allclose(result.maps, _numpy_normalise(np.stack(expected)), atol=1e-4)
+    np.testing.assert_allclose(result.maps, numpy_normalise(np.stack(expected)), atol=1e-4)
     assert result.class_index.tolist() == classes
     run_cam_checks("test_masked_scores")
     # Gallery kinds follow the registry.
