@@ -37,6 +37,7 @@ class AblationCAM(GradientFreeCAM):
     """
 
     name = "ablationcam"
+    order = 11
     title = "Ablation-CAM"
     reference = (
         "Ramaswamy et al., Ablation-CAM: Visual Explanation for Deep Convolutional Network "

@@ -33,7 +33,7 @@ __all__ = [
 _REGISTRY: dict[str, type[Method]] = {}
 
 
-RESERVED = frozenset({"activations", "filters", "sparsity"})
+RESERVED = frozenset({"activations", "cam_methods", "filters", "sparsity"})
 """Names a method may not take: they are the gallery's other figure kinds."""
 
 
@@ -62,12 +62,14 @@ _register = register
 
 
 def method_names(kind: str | None = None) -> list[str]:
-    """Registered method names (of one ``kind``, e.g. ``"cam"``), in registration order.
+    """Registered method names (of one ``kind``, e.g. ``"cam"``), ordered by each
+    class's :attr:`~Method.order`, then by name: the order of galleries and figures.
 
-    >>> "gradcam" in method_names("cam")
-    True
+    >>> method_names("cam")[:2]
+    ['gradcam', 'gradcam_plusplus']
     """
-    return [n for n, c in _REGISTRY.items() if kind is None or c.kind == kind]
+    chosen = [(c.order, n) for n, c in _REGISTRY.items() if kind is None or c.kind == kind]
+    return [n for _, n in sorted(chosen)]
 
 
 def get_method(name) -> type[Method]:
@@ -271,6 +273,9 @@ class Method:
     """The paper the method comes from."""
     default_batch_size: ClassVar[int] = 32
     """Inputs per compiled call unless ``batch_size`` says otherwise."""
+    order: ClassVar[int] = 100
+    """Where the method comes in :func:`method_names`, galleries and figures (lower
+    first; ties by name). The built-in CAMs: gradient methods 0-9, gradient-free 10-19."""
     verbose: int = 0
     """A progress bar on standard error while many inputs are scored (methods that
     take ``verbose=`` set it)."""

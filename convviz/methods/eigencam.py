@@ -31,6 +31,7 @@ class EigenCAM(GradientFreeCAM):
     """
 
     name = "eigencam"
+    order = 12
     title = "Eigen-CAM"
     reference = (
         "Muhammad & Yeasin, Eigen-CAM: Class Activation Map using Principal Components, "

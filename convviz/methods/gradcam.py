@@ -25,6 +25,7 @@ class GradCAM(CAM):
     """
 
     name = "gradcam"
+    order = 0
     title = "Grad-CAM"
     reference = (
         "Selvaraju et al., Grad-CAM: Visual Explanations from Deep Networks via "

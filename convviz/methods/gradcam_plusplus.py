@@ -33,6 +33,7 @@ class GradCAMPlusPlus(CAM):
     """
 
     name = "gradcam_plusplus"
+    order = 1
     title = "Grad-CAM++"
     reference = (
         "Chattopadhay et al., Grad-CAM++: Generalized Gradient-Based Visual Explanations "

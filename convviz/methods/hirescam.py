@@ -27,6 +27,7 @@ class HiResCAM(CAM):
     """
 
     name = "hirescam"
+    order = 3
     title = "HiResCAM"
     reference = (
         "Draelos & Carin, Use HiResCAM instead of Grad-CAM for faithful explanations of "

@@ -26,6 +26,7 @@ class LayerCAM(CAM):
     """
 
     name = "layercam"
+    order = 4
     title = "Layer-CAM"
     reference = (
         "Jiang et al., LayerCAM: Exploring Hierarchical Class Activation Maps for "

@@ -52,6 +52,7 @@ class ScoreCAM(GradientFreeCAM):
     """
 
     name = "scorecam"
+    order = 10
     title = "Score-CAM"
     reference = (
         "Wang et al., Score-CAM: Score-Weighted Visual Explanations for Convolutional "

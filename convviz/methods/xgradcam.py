@@ -33,6 +33,7 @@ class XGradCAM(CAM):
     """
 
     name = "xgradcam"
+    order = 2
     title = "XGrad-CAM"
     reference = (
         "Fu et al., Axiom-based Grad-CAM: Towards Accurate Visualization and Explanation "
