@@ -17,6 +17,7 @@ from method_checks import (
 )
 
 import convviz
+from convviz.methods import GradientFreeCAM
 from convviz.methods.scorecam import aligned_corners_matrix
 
 ATOL = 1e-4  # float32 forward passes against float64 numpy, through a softmax / a ratio
@@ -126,3 +127,18 @@ def test_gradient_free_methods_show_progress_on_long_work(capsys):
     assert "input" in capsys.readouterr().err  # 10 masked images in chunks of 4: a bar
     convviz.cam(model, x, method="scorecam", batch_size=4, verbose=False)
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("name", convviz.methods.method_names("cam"))
+def test_memory_stays_flat_over_100_calls(name):
+    psutil = pytest.importorskip("psutil")
+    model = nested_model()
+    x = images(4, seed=15)
+    quiet = {"verbose": False} if issubclass(convviz.methods.get_method(name), GradientFreeCAM) else {}
+    for _ in range(5):  # every chunk shape compiled first
+        convviz.cam(model, x, method=name, batch_size=8, **quiet)
+    rss = psutil.Process().memory_info().rss
+    for _ in range(100):
+        convviz.cam(model, x, method=name, batch_size=8, **quiet)
+    growth_mb = (psutil.Process().memory_info().rss - rss) / 2**20
+    assert growth_mb < 20, f"RSS grew by {growth_mb:.1f} MB over 100 calls of {name}"
