@@ -10,6 +10,10 @@ Xception (weights=None, 299 x 299), each compared with a plain compiled forward 
 - ``sparsity``: over a stream of batches of 16 images (<= 1.2x forward over the same
   stream; 512 images for the small convnet, 64 for the others), and its peak memory
   for 2,000 images vs 64 (small convnet; <= 1.2x);
+- ``cams``: the CAM family on EfficientNet-Lite0 with ImageNet weights (8 photos):
+  gradient CAMs vs Grad-CAM (<= 1.1x), Score-CAM vs its forward passes (<= 1.15x),
+  Ablation-CAM vs whole-model ablation (>= 10x faster); on PyTorch, side by side with
+  pytorch-grad-cam (see ``cams.py``);
 - ``filters``: 64 filters of Xception's ``block3_sepconv1`` at 200 x 200, timed over
   10 steps, per filter-step vs the compiled forward+backward floor (<= 1.15x) and vs
   the textbook one-filter-at-a-time compiled loop (no slower).
@@ -35,6 +39,7 @@ import sys
 import time
 
 import activations  # imports common first, which quiets TensorFlow's start-up logs
+import cams
 import cases
 import filters
 import gradcam
@@ -42,7 +47,7 @@ import keras
 import sparsity
 from common import finite_numbers, load_average, machine_info
 
-BENCHMARKS = ("activations", "gradcam", "sparsity", "filters")
+BENCHMARKS = ("activations", "gradcam", "sparsity", "filters", "cams")
 RESULTS = pathlib.Path(__file__).parent / "results"
 
 FULL = {
@@ -105,6 +110,10 @@ def run_all(quick=False, only=BENCHMARKS, models=None, repeats=None, log=print) 
         gc.collect()
     if "filters" in only:
         done(filters.run(cfg["filter_repeats"], **cfg["filters"]))
+        keras.utils.clear_session()
+        gc.collect()
+    if "cams" in only:
+        done(cams.run(quick, cfg["repeats"]))
         keras.utils.clear_session()
         gc.collect()
     return records

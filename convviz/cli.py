@@ -83,7 +83,8 @@ def _gallery(args) -> int:
         args.model, args.images, args.out,
         kinds=_names(args.kinds), layers=_names(args.layers), filter_layers=_names(args.filter_layers),
         filters=args.filters, filter_steps=args.filter_steps, max_channels=args.max_channels,
-        class_names=_names(args.class_names), overwrite=args.overwrite, verbose=not args.quiet,
+        cam_layer=args.cam_layer, class_names=_names(args.class_names), overwrite=args.overwrite,
+        verbose=not args.quiet,
     )
     print(result.index)
     return 0
@@ -129,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
         "gallery",
         help="write every figure for a model and images, with an index.html",
         description="Render activation grids per layer and image, filter patterns for a few "
-        "layers, a class activation map per image (Grad-CAM; --kinds adds other CAM methods) and "
+        "layers, a class activation map per image (Grad-CAM; --kinds adds other CAM methods, and "
+        "cam_methods a figure comparing them, or all of them when no other is named) and "
         "the sparsity curve into OUT as PNG files, "
         "with an index.html that shows them with captions (layer names and shapes, predicted "
         "classes and probabilities). OUT is written atomically: on any error nothing is left "
@@ -164,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     gallery.add_argument(
         "--max-channels", type=int, default=64, metavar="N",
         help="channels per activation grid (default: %(default)s)",
+    )
+    gallery.add_argument(
+        "--cam-layer", default=None, metavar="LAYER",
+        help="the layer the CAM methods explain (default: the last convolution; fewer channels "
+        "make scorecam and ablationcam faster)",
     )
     gallery.add_argument(
         "--class-names", default=None, metavar="LIST",

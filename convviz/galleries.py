@@ -2,9 +2,9 @@
 
 :func:`gallery` writes PNG figures (activation grids per layer and image, filter
 patterns per layer, a class activation map per image for each CAM method asked for,
-the sparsity curve) and an
-``index.html`` that shows them with captions. The ``convviz gallery`` command and
-the Sphinx directive (:mod:`convviz.sphinxext`) are thin layers over it.
+the CAM methods side by side, the sparsity curve) and an ``index.html`` that shows
+them with captions. The ``convviz gallery`` command and the Sphinx directive
+(:mod:`convviz.sphinxext`) are thin layers over it.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from convviz._version import __version__
 from convviz.errors import InputError
 from convviz.filter_patterns import filters as find_patterns
 from convviz.inspector import Inspector
-from convviz.methods import get_method, method_names
+from convviz.methods import GradientFreeCAM, get_method, method_names
 from convviz.methods.core import class_name, class_probability
 from convviz.sources import (
     BUILTIN_MODELS,
@@ -52,12 +52,13 @@ DEFAULT_KINDS = ("activations", "filters", "gradcam", "sparsity")
 def kinds() -> tuple[str, ...]:
     """Every figure kind a gallery can hold, in page order: activation grids, filter
     patterns, one kind per registered CAM method (``convviz.methods.method_names("cam")``),
-    and the sparsity curve.
+    ``"cam_methods"`` (the CAM methods side by side, one figure for all images) and the
+    sparsity curve.
 
-    >>> kinds()[:3]
-    ('activations', 'filters', 'gradcam')
+    >>> kinds()[:3], kinds()[-2:]
+    (('activations', 'filters', 'gradcam'), ('cam_methods', 'sparsity'))
     """
-    return ("activations", "filters", *method_names("cam"), "sparsity")
+    return ("activations", "filters", *method_names("cam"), "cam_methods", "sparsity")
 
 
 @dataclass
@@ -158,6 +159,7 @@ def gallery(
     filters: int = 16,
     filter_steps: int = 30,
     max_channels: int = 64,
+    cam_layer: str | None = None,
     class_names: Sequence[str] | None = None,
     image_names: Sequence[str] | None = None,
     sparsity_data=None,
@@ -166,11 +168,12 @@ def gallery(
 ) -> Gallery:
     """Write every convviz figure for ``model`` and ``images`` into ``out_dir``.
 
-    The folder gets ``activations/``, ``filters/``, ``gradcam/`` PNGs, ``sparsity.png``
-    and ``sparsity.csv``, a ``gallery.json`` manifest and an ``index.html`` that shows
-    the figures with captions (layer names and shapes, predicted classes and
-    probabilities). It is written in a temporary sibling folder and renamed when
-    complete, so a failure leaves nothing half-written.
+    The folder gets ``activations/``, ``filters/`` and ``gradcam/`` (a folder per CAM
+    method) PNGs, ``cam_methods.png``, ``sparsity.png`` and ``sparsity.csv``, a
+    ``gallery.json`` manifest and an ``index.html`` that shows the figures with
+    captions (layer names and shapes, predicted classes and probabilities). It is
+    written in a temporary sibling folder and renamed when complete, so a failure
+    leaves nothing half-written.
 
     Parameters
     ----------
@@ -184,8 +187,12 @@ def gallery(
         Created; if it exists it must be empty unless ``overwrite=True``.
     kinds : sequence of str
         Which figure kinds, from :func:`kinds`: ``"activations"``, ``"filters"``,
-        ``"sparsity"`` and any CAM method name (``"gradcam"``, ``"gradcam_plusplus"``,
-        ...). Default: :data:`DEFAULT_KINDS`.
+        ``"sparsity"``, any CAM method name (``"gradcam"``, ``"gradcam_plusplus"``,
+        ...: one overlay per image) and ``"cam_methods"``: one figure with a row per
+        image and a column per CAM method. It compares the CAM methods also named in
+        ``kinds``, or every registered one (``convviz.methods.method_names("cam")``)
+        when ``kinds`` names none; each method runs once for both. Default:
+        :data:`DEFAULT_KINDS`.
     layers : list of str, optional
         Layers for activation grids and the sparsity curve. Default: the conv and
         pooling layers, thinned to 8 evenly spaced ones for deep models.
@@ -198,6 +205,11 @@ def gallery(
         Gradient-ascent steps per pattern.
     max_channels : int
         Channels drawn per activation grid (the first ones).
+    cam_layer : str, optional
+        The layer every CAM method explains (name or ``outer/inner`` path). Default:
+        the methods' own, the last convolution. A layer with fewer channels makes the
+        gradient-free methods faster: Score-CAM runs the model once per channel and
+        image.
     class_names : sequence of str, optional
         Output class names, for captions. For a single sigmoid unit give two names
         (negative, positive). Built-in ImageNet models name their classes already.
@@ -209,7 +221,9 @@ def gallery(
     overwrite : bool
         Replace an existing non-empty ``out_dir``.
     verbose : bool
-        Print progress to standard error.
+        Print progress to standard error: a line per step (each CAM method is named
+        as it starts), and a progress bar while a gradient-free method scores its
+        perturbed inputs.
 
     Returns
     -------
@@ -246,6 +260,8 @@ def gallery(
     check_positive_int(filter_steps, "filter_steps")
     check_positive_int(max_channels, "max_channels")
     act_layers = _default_layers(inspector) if layers is None else inspector.select_layers(layers)
+    if cam_layer is not None:
+        cam_layer = inspector.find_layer(cam_layer).name
     if "filters" in kinds:
         conv_layers = _default_filter_layers(inspector) if filter_layers is None else inspector.select_layers(filter_layers)
     else:
@@ -253,22 +269,23 @@ def gallery(
 
     result = Gallery(path=target, model=net.name, info=_model_info(net, inspector, len(batch)))
     cams = [k for k in kinds if k in method_names("cam")]
+    compared = (cams or method_names("cam")) if "cam_methods" in kinds else []
     steps = (
         ("activations" in kinds) * len(batch) * len(act_layers)
-        + len(conv_layers) + len(cams) * len(batch) + ("sparsity" in kinds)
+        + len(conv_layers) + len({*cams, *compared}) + bool(compared) + ("sparsity" in kinds)
     )
     progress = _Progress(steps, verbose)
+    explain = _Explanations(inspector, batch, cam_layer, verbose, progress)
     builders: dict[str, Callable] = {
         "activations": lambda tmp: _activation_figures(inspector, batch, names, act_layers, max_channels, tmp, progress),
         "filters": lambda tmp: _filter_figures(inspector, conv_layers, filters, filter_steps, tmp, progress),
+        "cam_methods": lambda tmp: _cam_methods_figure(explain, compared, batch, names, class_names, tmp, progress),
         "sparsity": lambda tmp: _sparsity_figures(
             inspector, batch if sparsity_data is None else sparsity_data, act_layers, tmp, progress
         ),
     }
     for method in cams:
-        builders[method] = lambda tmp, method=method: _cam_figures(
-            method, inspector, batch, names, class_names, tmp, progress
-        )
+        builders[method] = lambda tmp, method=method: _cam_figures(explain(method), batch, names, class_names, tmp)
 
     def build(tmp: pathlib.Path) -> None:
         for kind in kinds:
@@ -295,7 +312,10 @@ def _check_kinds(requested) -> tuple[str, ...]:
 
 
 def _section_titles(selected) -> dict[str, str]:
-    fixed = {"activations": "Activations", "filters": "Filter patterns", "sparsity": "Sparsity across depth"}
+    fixed = {
+        "activations": "Activations", "filters": "Filter patterns", "cam_methods": "CAM methods compared",
+        "sparsity": "Sparsity across depth",
+    }
     return {k: fixed[k] if k in fixed else get_method(k).title for k in selected}
 
 
@@ -409,22 +429,72 @@ def _describe_prediction(pred: np.ndarray, cls: int, class_names) -> tuple[str, 
     return label, ", ".join(f"{class_name(int(c), class_names)} {float(pred[c]):.3f}" for c in top)
 
 
-def _cam_figures(method, inspector, batch, names, class_names, tmp, progress):
-    cls = get_method(method)
-    explained = cls(inspector).explain(batch)
+class _Explanations:
+    """Each CAM method's explanation of the gallery's images, computed once on first
+    request (its own section and the comparison share it), with a progress line naming
+    the method as it starts."""
+
+    def __init__(self, inspector, batch, layer, verbose, progress):
+        self.inspector, self.batch, self.layer, self.verbose, self.progress = inspector, batch, layer, verbose, progress
+        self.done: dict = {}
+
+    def __call__(self, method: str, *, why: str = ""):
+        if method not in self.done:
+            cls = get_method(method)
+            # A gradient-free method's own bar shows its perturbed inputs being scored.
+            options = {"verbose": self.verbose} if issubclass(cls, GradientFreeCAM) else {}
+            if self.layer is not None:
+                options["layer"] = self.layer
+            explainer = cls(self.inspector, **options)
+            where = f" at {explainer.layer}" if getattr(explainer, "layer", None) else ""
+            self.progress.step(f"{why}{method} ({cls.title}){where}, {len(self.batch)} image(s)")
+            self.done[method] = explainer.explain(self.batch)
+        return self.done[method]
+
+
+def _cam_figures(explained, batch, names, class_names, tmp):
+    method, title = explained.method, get_method(explained.method).title
     h, w = explained.maps.shape[1:]
     figures = []
     for i, image_name in enumerate(names):
-        progress.step(f"{method} ({image_name})")
         label, top = _describe_prediction(explained.predictions[i], int(explained.class_index[i]), class_names)
         fig = plot.gradcam(batch[i], explained.maps[i], titles=[label], figsize=(4.0, 4.0))
         rel = _save(fig, tmp, f"{method}/{i:02d}_{_slug(image_name)}.png")
         figures.append(GalleryFigure(
             method, rel, f"{image_name}: {label}",
-            f"{cls.title} of {label} at layer {explained.layer} ({h}\u00d7{w} map, upsampled). "
+            f"{title} of {label} at layer {explained.layer} ({h}\u00d7{w} map, upsampled). "
             f"Top predictions: {top}.",
         ))
     return figures
+
+
+def _cam_methods_figure(explain, methods, batch, names, class_names, tmp, progress):
+    titles = [get_method(m).title for m in methods]
+    results = {  # column headings: the titles, with the name where two share one
+        title if titles.count(title) == 1 else f"{title} ({m})": explain(m, why="cam_methods: ")
+        for m, title in zip(methods, titles)
+    }
+    progress.step(f"cam_methods: {len(results)} methods \u00d7 {len(batch)} image(s)")
+    first = next(iter(results.values()))
+    labels, rows = [], []
+    for i, image_name in enumerate(names):
+        label = _describe_prediction(first.predictions[i], int(first.class_index[i]), class_names)[0]
+        # Each method explains the image's top class; say so should one see another.
+        others = [
+            f"{title}: {_describe_prediction(r.predictions[i], int(r.class_index[i]), class_names)[0]}"
+            for title, r in results.items() if int(r.class_index[i]) != int(first.class_index[i])
+        ]
+        labels.append(f"{image_name}: {label}" + (f" ({'; '.join(others)})" if others else ""))
+        rows.append(f"{image_name}\n{label}")
+    fig = plot.cam_methods(batch, results, row_titles=rows, figsize=(2.5 * len(results), None))
+    rel = _save(fig, tmp, "cam_methods.png")
+    layers = ", ".join(dict.fromkeys(r.layer for r in results.values()))
+    h, w = first.maps.shape[1:]
+    return [GalleryFigure(
+        "cam_methods", rel, f"CAM methods at {layers}",
+        f"{', '.join(results)} at layer {layers} ({h}\u00d7{w} maps, upsampled), one column per method "
+        f"and one row per image, each explaining the image's class: {'; '.join(labels)}.",
+    )]
 
 
 def _sparsity_figures(inspector, data, layers, tmp, progress):

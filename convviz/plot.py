@@ -36,6 +36,7 @@ __all__ = [
     "activation_grid",
     "activations",
     "augmented",
+    "cam_methods",
     "filter_grid",
     "filters",
     "gradcam",
@@ -426,17 +427,118 @@ def gradcam(
     rows = -(-n // cols)
     if per_panel is not None:
         width, height = _figsize((per_panel * cols, per_panel * rows))
-    panel = 3.0 if width is None and height is None else (width / cols if width else height / rows)
-    size = (panel * cols if width is None else width, panel * rows if height is None else height)
-    fig = Figure(figsize=size, layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    fig, axes = _panel_grid(width, height, rows, cols)
     colormap = _colormap(cmap)
-    for i, ax in enumerate(axes):
+    for i, ax in enumerate(axes.ravel()):
         ax.set_axis_off()
         if i < n:
-            ax.imshow(_overlay_one(pictures[i], np.asarray(heatmaps[i], np.float32), alpha, colormap))
-            if titles is not None:
-                ax.set_title(titles[i], fontsize=10)
+            _draw_overlay(ax, pictures[i], heatmaps[i], alpha, colormap, None if titles is None else titles[i])
+    return _save(fig, save)
+
+
+def _panel_grid(width, height, rows: int, cols: int, panel: float = 3.0):
+    """A constrained-layout Figure of ``rows`` x ``cols`` square panels and its (rows, cols)
+    axes: ``panel`` inches each, or as many as ``width`` (else ``height``) allows."""
+    if width is not None or height is not None:
+        panel = width / cols if width else height / rows
+    size = (panel * cols if width is None else width, panel * rows if height is None else height)
+    fig = Figure(figsize=size, layout="constrained")
+    return fig, fig.subplots(rows, cols, squeeze=False)
+
+
+def _draw_overlay(ax, picture, heatmap, alpha: float, colormap, title=None) -> None:
+    ax.imshow(_overlay_one(picture, np.asarray(heatmap, np.float32), alpha, colormap))
+    if title is not None:
+        ax.set_title(title, fontsize=10)
+
+
+def cam_methods(
+    images,
+    maps: Mapping,
+    *,
+    titles=None,
+    row_titles=None,
+    alpha: float = 0.4,
+    cmap: str = "jet",
+    figsize=None,
+    save=None,
+) -> Figure:
+    """Several CAM methods side by side: one row per image, one column per method,
+    each panel the method's map over the image (the overlay of :func:`gradcam`).
+
+    Parameters
+    ----------
+    images : image or list/batch of images
+        The N pictures, any form :func:`convviz.activations` accepts (an
+        Explanation's ``.images``, say).
+    maps : mapping
+        Column heading (a method's title) -> that method's (N, h, w) maps in [0, 1],
+        or any object with such a ``.maps`` (an :class:`~convviz.Explanation`), in
+        column order. Maps may differ in size; each is resized to its image.
+    titles : sequence of str, optional
+        Column headings instead of the keys of ``maps``.
+    row_titles : sequence of str, optional
+        One label per image, left of its row (the image and its explained class, say).
+    alpha : float
+        Heatmap weight (0.4 in the chapter).
+    cmap : str
+        Heatmap colormap (jet in the chapter).
+    figsize : (width, height), optional
+        The whole figure in inches. Default: 3-inch square panels; ``(width, None)``
+        keeps the panels square at that width.
+    save : path, optional
+        Also write the figure there (PNG, PDF, SVG... by extension).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        N x M axes, row by row; the first row carries the column headings and the
+        first column the row labels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> images = np.zeros((2, 32, 32, 3), "uint8")
+    >>> maps = {"Grad-CAM": np.random.rand(2, 4, 4), "Eigen-CAM": np.random.rand(2, 4, 4)}
+    >>> fig = cam_methods(images, maps, row_titles=["cat", "coffee"])
+    >>> len(fig.axes), fig.axes[1].get_title(), fig.axes[2].get_ylabel()
+    (4, 'Eigen-CAM', 'coffee')
+
+    Explanations of the same images draw as they are:
+
+    >>> import keras, convviz  # doctest: +SKIP
+    >>> results = {convviz.methods.get_method(m).title: convviz.explain(model, images, method=m)
+    ...            for m in ("gradcam", "layercam", "scorecam")}  # doctest: +SKIP
+    >>> fig = cam_methods(images, results)  # doctest: +SKIP
+    """
+    width, height = _figsize(figsize)
+    if not isinstance(maps, Mapping) or not maps:
+        raise InputError("cam_methods takes a non-empty mapping of column title -> (N, h, w) maps or Explanation.")
+    pictures = to_batch(images, channels=3)
+    n = len(pictures)
+    columns = []
+    for key, value in maps.items():
+        heat = np.asarray(getattr(value, "maps", value), np.float32)
+        if heat.ndim == 2 and n == 1:
+            heat = heat[None]
+        if heat.ndim != 3 or len(heat) != n:
+            raise InputError(f"{n} images but the maps of {key!r} have shape {heat.shape}; expected ({n}, h, w).")
+        columns.append(heat)
+    titles = [str(k) for k in maps] if titles is None else list(titles)
+    if len(titles) != len(columns):
+        raise InputError(f"{len(columns)} columns of maps but {len(titles)} titles.")
+    if row_titles is not None and len(row_titles) != n:
+        raise InputError(f"{n} images but {len(row_titles)} row_titles.")
+    fig, axes = _panel_grid(width, height, n, len(columns))
+    colormap = _colormap(cmap)
+    for i, row in enumerate(axes):
+        for j, ax in enumerate(row):
+            _draw_overlay(ax, pictures[i], columns[j][i], alpha, colormap, titles[j] if i == 0 else None)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.spines[:].set_visible(False)  # no frame, but room for the row label
+        if row_titles is not None:
+            row[0].set_ylabel(str(row_titles[i]), fontsize=10)
     return _save(fig, save)
 
 

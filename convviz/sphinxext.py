@@ -13,10 +13,11 @@ Add ``"convviz.sphinxext"`` to ``extensions`` in ``conf.py``, then in any page::
 paths are relative to the page (or to the source folder when they start with ``/``).
 Other options mirror :func:`convviz.gallery`: ``:kinds:`` (any of
 :func:`convviz.galleries.kinds`, which include every registered CAM method, e.g.
-``gradcam_plusplus``), ``:layers:``,
+``gradcam_plusplus``, and ``cam_methods``, the methods side by side), ``:layers:``,
 ``:filter-layers:``, ``:filters:``, ``:filter-steps:``, ``:max-channels:``,
-and ``:class-names:`` (comma-separated).
+``:cam-layer:`` and ``:class-names:`` (comma-separated).
 
+Each figure links to its PNG, so a wide one (``cam_methods``) opens at full size.
 Figures are cached between builds in ``convviz_gallery_cache`` (default
 ``_convviz_cache`` in the source folder; keep it out of version control), keyed by
 the options, the bytes of the model and image files, the Keras backend and the
@@ -57,6 +58,7 @@ class GalleryDirective(Directive):
         "filters": directives.positive_int,
         "filter-steps": directives.positive_int,
         "max-channels": directives.positive_int,
+        "cam-layer": directives.unchanged,
         "class-names": directives.unchanged,
     }
 
@@ -80,6 +82,9 @@ class GalleryDirective(Directive):
                 "max_channels": self.options.get("max-channels", 64),
                 "class_names": _comma_list(self.options.get("class-names")) or None,
             }
+            cam_layer = (self.options.get("cam-layer") or "").strip()
+            if cam_layer:  # only when given, so that other directives keep their cache keys
+                settings["cam_layer"] = cam_layer
             folder = self._render(env, model, model_files, images, image_files, settings)
         except Exception as err:  # a gallery error becomes a build error at this line
             raise self.error(f"convviz-gallery failed: {type(err).__name__}: {err}") from err
@@ -136,13 +141,19 @@ class GalleryDirective(Directive):
         return folder
 
     def _nodes(self, env, folder: pathlib.Path):
+        from PIL import Image
+
         manifest = json.loads((folder / "gallery.json").read_text(encoding="utf-8"))
         relative = folder.relative_to(pathlib.Path(env.srcdir)).as_posix()
         container = nodes.container(classes=["convviz-gallery"])
         for fig in manifest["figures"]:
             figure = nodes.figure(classes=["convviz-figure", f"convviz-{fig['kind']}"])
             figure["align"] = "center"
-            figure += nodes.image(uri=f"/{relative}/{fig['file']}", alt=fig["title"])
+            with Image.open(folder / fig["file"]) as picture:
+                width = picture.width
+            # Its own width, so that Sphinx links the picture to itself (html_scaled_image_link):
+            # a wide figure shrunk to the page opens at full size.
+            figure += nodes.image(uri=f"/{relative}/{fig['file']}", alt=fig["title"], width=f"{width}px")
             caption = nodes.caption()
             caption += nodes.strong(text=fig["title"])
             caption += nodes.Text(" \u2014 " + fig["caption"])

@@ -31,7 +31,8 @@ def test_help_lists_every_command(capsys):
     with pytest.raises(SystemExit):
         cli.main(["gallery", "--help"])
     out = capsys.readouterr().out
-    for word in ("MODEL", "IMAGE", "--out", "--overwrite", "--kinds", "efficientnet_lite0", "skimage:chelsea"):
+    for word in ("MODEL", "IMAGE", "--out", "--overwrite", "--kinds", "efficientnet_lite0", "skimage:chelsea",
+                 "cam_methods", "--cam-layer"):
         assert word in out
 
 
@@ -98,6 +99,19 @@ def test_existing_non_empty_out_dir(tmp_path, saved_model, two_images, capsys):
 def test_unknown_kind_and_bad_number(tmp_path, saved_model, two_images, capsys):
     _fails_cleanly(["gallery", saved_model, *two_images, "--out", str(tmp_path / "o"), "--kinds", "heat"], capsys, "heat")
     _fails_cleanly(["gallery", saved_model, *two_images, "--out", str(tmp_path / "o"), "--filters", "0"], capsys, "filters")
+    assert not (tmp_path / "o").exists()
+
+
+def test_gallery_compares_cam_methods_at_a_chosen_layer(tmp_path, saved_model, two_images, capsys):
+    out = tmp_path / "out"
+    argv = ["gallery", saved_model, *two_images, "--out", str(out), "--kinds", "cam_methods,layercam,gradcam",
+            "--cam-layer", "conv_a", "--quiet"]
+    assert cli.main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["cam_methods.png", "gallery.json", "gradcam", "index.html", "layercam"]
+    page = (out / "index.html").read_text()
+    assert "<h2>CAM methods compared</h2>" in page and "Grad-CAM, Layer-CAM at layer conv_a" in page
+    _fails_cleanly(["gallery", saved_model, *two_images, "--out", str(tmp_path / "o"), "--kinds", "cam_methods",
+                    "--cam-layer", "nope"], capsys, "nope")
     assert not (tmp_path / "o").exists()
 
 

@@ -114,6 +114,9 @@ ALLOWED_POSITIONAL = {
     # Two arrays drawn together: the pictures, then their maps.
     "convviz.plot.overlay": ["images", "heatmaps"],
     "convviz.plot.gradcam": ["images", "heatmaps"],
+    "convviz.plot.cam_methods": ["images", "maps"],
+    # A lazy batch is its length and how to build its rows: LazyBatch(n * k, build).
+    "convviz.methods.cam.LazyBatch": ["length", "build"],
     # The layer is what is visualised, not an option: filters(model, "block1_conv1").
     "convviz.filter_patterns.filters": ["model", "layer"],
     # A gallery is written to a folder: where is as required as what.

@@ -264,7 +264,7 @@ def test_any_registered_cam_method_is_a_gallery_kind(tmp_path):
     model = tiny_model()
     images = random_images(2, size=(32, 32))
     assert convviz.galleries.kinds() == (
-        "activations", "filters", *convviz.methods.method_names("cam"), "sparsity"
+        "activations", "filters", *convviz.methods.method_names("cam"), "cam_methods", "sparsity"
     )
     result = convviz.gallery(model, images, tmp_path / "g", kinds=["gradcam_plusplus", "gradcam"], verbose=False)
     assert [f.kind for f in result.figures] == ["gradcam"] * 2 + ["gradcam_plusplus"] * 2
@@ -280,3 +280,95 @@ def test_any_registered_cam_method_is_a_gallery_kind(tmp_path):
     assert len(result.plot().axes) == 4
     with pytest.raises(InputError, match="no figure of kind 'filters'"):
         result.plot("filters")
+
+
+@pytest.fixture
+def explain_calls(monkeypatch):
+    """The method names whose explain ran, in order (every CAM base's explain counted)."""
+    from convviz.methods import CAM, GradientFreeCAM
+
+    calls = []
+    for base in (CAM, GradientFreeCAM):
+        def counted(self, images, *, class_index=None, real=base.explain):
+            calls.append(self.name)
+            return real(self, images, class_index=class_index)
+
+        monkeypatch.setattr(base, "explain", counted)
+    return calls
+
+
+@pytest.fixture
+def comparison_figures(monkeypatch):
+    """The figures the gallery's plot.cam_methods call returned."""
+    figures = []
+    real = convviz.plot.cam_methods
+    monkeypatch.setattr(convviz.plot, "cam_methods", lambda *a, **k: figures.append(real(*a, **k)) or figures[-1])
+    return figures
+
+
+def test_cam_methods_compares_the_selected_methods_reusing_their_explanations(
+    tmp_path, explain_calls, comparison_figures, capsys
+):
+    model = tiny_model()
+    images = random_images(2, size=(32, 32), seed=5)
+    result = convviz.gallery(
+        model, list(images), tmp_path / "g", kinds=["cam_methods", "scorecam", "gradcam"],
+        class_names=["ant", "bee", "cow"], image_names=["first", "second"], verbose=False,
+    )
+    # Each method ran once, for its own section and the comparison.
+    assert explain_calls == ["gradcam", "scorecam"]
+    assert [f.kind for f in result.figures] == ["gradcam"] * 2 + ["scorecam"] * 2 + ["cam_methods"]
+    (fig,) = comparison_figures
+    assert len(fig.axes) == 2 * 2  # images x methods
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["Grad-CAM", "Score-CAM"]
+    (figure,) = [f for f in result.figures if f.kind == "cam_methods"]
+    assert figure.file == "cam_methods.png" and (result.path / figure.file).stat().st_size > 0
+    # The caption names the layer and each image's explained class (the model's own top class).
+    probs = keras.ops.convert_to_numpy(model(images.astype("float32"), training=False))
+    assert figure.title == "CAM methods at conv_b" and "Grad-CAM, Score-CAM at layer conv_b (13\u00d713" in figure.caption
+    for name, p, ax in zip(["first", "second"], probs, fig.axes[::2]):
+        top = int(np.argmax(p))
+        label = f"{['ant', 'bee', 'cow'][top]} (p={p[top]:.3f})"
+        assert f"{name}: {label}" in figure.caption
+        assert ax.get_ylabel() == f"{name}\n{label}"
+    # The page shows it in its own section, after the per-method ones.
+    page = result.index.read_text()
+    section = re.search(r'<section id="cam_methods"><h2>CAM methods compared</h2>(.*?)</section>', page, re.S)
+    assert section and 'src="cam_methods.png"' in section.group(1)
+    assert page.index('id="scorecam"') < page.index('id="cam_methods"')
+    assert 'href="#cam_methods"' in page
+    assert capsys.readouterr().err == ""  # quiet: no progress bar from Score-CAM either
+
+
+def test_cam_methods_alone_compares_every_registered_method_and_names_each_in_progress(
+    tmp_path, explain_calls, comparison_figures, capsys
+):
+    methods = convviz.methods.method_names("cam")
+    result = convviz.gallery(tiny_model(), random_images(1, size=(32, 32)), tmp_path / "g", kinds="cam_methods")
+    assert explain_calls == methods
+    assert [f.kind for f in result.figures] == ["cam_methods"]
+    (fig,) = comparison_figures
+    titles = [convviz.methods.get_method(m).title for m in methods]
+    assert [ax.get_title() for ax in fig.axes] == titles
+    lines = capsys.readouterr().err.splitlines()
+    steps = [line for line in lines if line.startswith("[")]
+    assert len(steps) == len(methods) + 1
+    for k, (method, title) in enumerate(zip(methods, titles)):
+        assert steps[k].startswith(f"[{k + 1}/{len(methods) + 1}] cam_methods: {method} ({title}) at conv_b")
+    assert steps[-1].startswith(f"[{len(methods) + 1}/{len(methods) + 1}] cam_methods: {len(methods)} methods")
+    assert re.search(r"<h2>CAM methods compared</h2>", result.index.read_text())
+
+
+def test_cam_layer_sets_the_layer_of_every_cam_kind(tmp_path, explain_calls):
+    model = tiny_model()
+    images = random_images(2, size=(32, 32))
+    result = convviz.gallery(
+        model, images, tmp_path / "g", kinds=["layercam", "cam_methods"], cam_layer="conv_a", verbose=False
+    )
+    assert explain_calls == ["layercam"]
+    layercam, comparison = result.figures[0], result.figures[-1]
+    assert "at layer conv_a (30\u00d730 map" in layercam.caption
+    assert comparison.title == "CAM methods at conv_a" and "Layer-CAM at layer conv_a" in comparison.caption
+    with pytest.raises(convviz.errors.LayerNotFoundError, match="conv_c"):
+        convviz.gallery(model, images, tmp_path / "bad", kinds="cam_methods", cam_layer="conv_c", verbose=False)
+    assert not (tmp_path / "bad").exists()

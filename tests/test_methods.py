@@ -356,3 +356,21 @@ def test_layer_scores_around_a_skip_connection_read_the_images():
         probe.layer_scores(ablated, 0)
     with pytest.raises(InputError, match="activations"):
         probe.layer_scores(ablated, 0, images=x)
+
+
+def test_chunks_share_one_shape_so_nothing_recompiles():
+    class Probe(GradientFreeCAM, register=False):
+        def compute(self, images, activations, classes):
+            return activations.sum(axis=-1)
+
+    probe = Probe(nested_model(), batch_size=4, verbose=False)
+    x = images(10, seed=7)
+    shapes = []
+
+    def run(batch):
+        shapes.append(batch.shape)
+        return [batch.sum(axis=(1, 2, 3))[:, None]]
+
+    got = probe._chunked(run, [x], output=0)
+    assert shapes == [(4, 12, 12, 3)] * 3  # the last two rows padded to a chunk of 4
+    np.testing.assert_allclose(got[:, 0], x.sum(axis=(1, 2, 3)), rtol=1e-6)

@@ -210,3 +210,47 @@ def test_filters_figure_duck_typed_sizes_and_old_names():
         np.testing.assert_array_equal(filter_grid(images, columns=3), grid)
     with pytest.warns(DeprecationWarning, match="by position"):
         np.testing.assert_array_equal(filter_grid(images, 3, 0), filter_grid(images, ncols=3, margin=0))
+
+
+def test_cam_methods_figure_one_row_per_image_one_column_per_method(tmp_path):
+    from types import SimpleNamespace
+
+    pictures = _pictures(2)
+    rng = np.random.default_rng(7)
+    grad, eigen = rng.random((2, 4, 3)), rng.random((2, 8, 6))  # sizes may differ
+    # An Explanation (anything with .maps) draws as its maps do.
+    maps = {"Grad-CAM": grad, "Layer-CAM": SimpleNamespace(maps=grad[::-1]), "Eigen-CAM": eigen}
+    fig = convviz.plot.cam_methods(pictures, maps, row_titles=["cat", "cup"], save=tmp_path / "f" / "cams.png")
+    assert isinstance(fig, Figure) and (tmp_path / "f" / "cams.png").stat().st_size > 0
+    assert len(fig.axes) == 2 * 3
+    assert [ax.get_title() for ax in fig.axes] == ["Grad-CAM", "Layer-CAM", "Eigen-CAM", "", "", ""]
+    assert [ax.get_ylabel() for ax in fig.axes] == ["cat", "", "", "cup", "", ""]
+    # Row i, column j is the overlay of image i with method j's map i.
+    columns = [grad, grad[::-1], eigen]
+    for k, shown in enumerate(_shown(fig)):
+        i, j = divmod(k, 3)
+        np.testing.assert_array_equal(shown, convviz.plot.overlay(pictures[i], columns[j][i]))
+    assert tuple(fig.get_size_inches()) == (9.0, 6.0)  # 3-inch panels
+    assert tuple(convviz.plot.cam_methods(pictures, maps, figsize=(6, None)).get_size_inches()) == (6, 4)
+    renamed = convviz.plot.cam_methods(pictures, maps, titles=["a", "b", "c"], figsize=(5, 2))
+    assert [ax.get_title() for ax in renamed.axes[:3]] == ["a", "b", "c"]
+    assert tuple(renamed.get_size_inches()) == (5, 2)
+    # One image with (h, w) maps.
+    assert len(convviz.plot.cam_methods(pictures[0], {"Grad-CAM": grad[0]}).axes) == 1
+
+
+def test_cam_methods_figure_errors():
+    pictures, heat = _pictures(2), _heat(2)
+    with pytest.raises(InputError, match="non-empty mapping"):
+        convviz.plot.cam_methods(pictures, {})
+    with pytest.raises(InputError, match="non-empty mapping"):
+        convviz.plot.cam_methods(pictures, heat)
+    with pytest.raises(InputError, match="2 images but the maps of 'b' have shape"):
+        convviz.plot.cam_methods(pictures, {"a": heat, "b": heat[:1]})
+    with pytest.raises(InputError, match="1 columns of maps but 2 titles"):
+        convviz.plot.cam_methods(pictures, {"a": heat}, titles=["a", "b"])
+    with pytest.raises(InputError, match="2 images but 1 row_titles"):
+        convviz.plot.cam_methods(pictures, {"a": heat}, row_titles=["x"])
+    with pytest.raises(InputError, match="figsize"):
+        convviz.plot.cam_methods(pictures, {"a": heat}, figsize=(0, 1))
+    assert "cam_methods" in convviz.plot.__all__

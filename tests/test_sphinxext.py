@@ -50,6 +50,7 @@ def test_directive_renders_captioned_figures_and_caches_them(tmp_path, monkeypat
     assert len(images) == 4  # two Grad-CAM overlays, one activation grid per image
     for src_attr in images:
         assert (out / src_attr).is_file()
+        assert f'href="{src_attr}"' in page  # each picture links to itself, at full size
     assert "(p=" in page and "conv_b" in page and "coffee" in page
     assert any(w in page for w in ("ant (p=", "bee (p=", "cow (p="))
     assert len(calls) == 1
@@ -61,6 +62,22 @@ def test_directive_renders_captioned_figures_and_caches_them(tmp_path, monkeypat
     (src / "index.rst").write_text(PAGE.replace(":layers: conv_b", ":layers: conv_a"))
     assert build(src, tmp_path / "out3") == 0
     assert len(calls) == 2
+
+
+@pytest.mark.slow
+def test_directive_takes_the_cam_methods_kind_and_a_cam_layer(tmp_path):
+    src, out = tmp_path / "src", tmp_path / "out"
+    make_project(src)
+    (src / "index.rst").write_text(
+        PAGE.replace(":kinds: gradcam activations", ":kinds: cam_methods gradcam hirescam")
+        .replace(":layers: conv_b", ":cam-layer: conv_a")
+    )
+    assert build(src, out) == 0
+    page = (out / "index.html").read_text()
+    images = re.findall(r'<img[^>]+src="([^"]+)"', page)
+    assert len(images) == 2 + 2 + 1  # Grad-CAM and HiResCAM per image, then the comparison
+    assert images[-1].endswith("/cam_methods.png") and (out / images[-1]).is_file()
+    assert "CAM methods at conv_a" in page and "Grad-CAM, HiResCAM at layer conv_a" in page
 
 
 @pytest.mark.slow

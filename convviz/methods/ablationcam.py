@@ -1,4 +1,4 @@
-"""Ablation-CAM (Ramaswamy et al. 2020): channels weighted by the score lost without them."""
+"""Ablation-CAM (Desai & Ramaswamy 2020): channels weighted by the score lost without them."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class AblationCAM(GradientFreeCAM):
     order = 11
     title = "Ablation-CAM"
     reference = (
-        "Ramaswamy et al., Ablation-CAM: Visual Explanation for Deep Convolutional Network "
+        "Desai & Ramaswamy, Ablation-CAM: Visual Explanation for Deep Convolutional Network "
         "via Gradient-free Localization, WACV 2020"
     )
     default_batch_size = 256

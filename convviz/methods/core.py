@@ -341,8 +341,13 @@ class Method:
         parts = []
         for i in range(0, total, step):
             chunk = [np.asarray(x[i : i + step], np.float32) for x in inputs]
-            parts.append(run(chunk[0] if len(chunk) == 1 else chunk)[output])
-            progress.add(len(chunk[0]))
+            rows = len(chunk[0])
+            if rows < step < total:
+                # The last chunk padded to the others' size: one compiled shape, no
+                # retracing (TensorFlow) or recompiling (JAX) for the remainder.
+                chunk = [np.concatenate([c, np.repeat(c[-1:], step - rows, axis=0)]) for c in chunk]
+            parts.append(run(chunk[0] if len(chunk) == 1 else chunk)[output][:rows])
+            progress.add(rows)
         if not parts:
             raise InputError("No images to score.")
         return np.concatenate(parts).astype(np.float64)
