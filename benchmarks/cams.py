@@ -36,7 +36,7 @@ from convviz import efficientnet
 HEAD = "top_bn"
 SCORE_LAYER = "block4c_project_bn"  # 80 channels: Score-CAM is one forward pass per channel
 QUICK_LAYER = "block1a_project_bn"  # 16 channels at 112 x 112: the smoke test's gradient-free layer
-PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "cat", "hubble_deep_field", "immunohistochemistry", "motorcycle_left")
+PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "cat", "hubble_deep_field", "immunohistochemistry", "retina")
 GRADIENT = ("gradcam_plusplus", "xgradcam", "hirescam", "layercam")
 TARGET_GRADIENT = 1.1
 TARGET_SCORECAM = 2.0

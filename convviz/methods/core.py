@@ -9,6 +9,7 @@ name. :mod:`convviz.methods.cam` holds the bases for class activation maps.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import pathlib
@@ -339,8 +340,7 @@ class Method:
         # A bar for long work only (gradient-free methods scoring many inputs).
         progress = Progress(total if total > step else None, self.verbose if total > step else 0, "input")
         parts = []
-        for i in range(0, total, step):
-            chunk = [np.asarray(x[i : i + step], np.float32) for x in inputs]
+        for chunk in _chunks(inputs, step):
             rows = len(chunk[0])
             if rows < step < total:
                 # The last chunk padded to the others' size: one compiled shape, no
@@ -402,6 +402,31 @@ class Method:
             probabilities(scores, self.inspector._output_activation(self.logits)),
             layer, self.method_name, tuple(batch.shape[1:3]), images=batch, options=self.options(),
         )
+
+
+def _chunks(inputs: list, step: int):
+    """``[x[i : i + step] for x in inputs]`` as float32 arrays, for i = 0, step, ...
+
+    Lazily built inputs (anything but arrays) are built one chunk ahead on a worker
+    thread, while the backend runs the current chunk (numpy and the backends release
+    the GIL), so building the perturbed inputs costs little time of its own.
+    """
+    total = len(inputs[0])
+
+    def take(i):
+        return [np.asarray(x[i : i + step], np.float32) for x in inputs]
+
+    if all(isinstance(x, np.ndarray) for x in inputs):
+        for i in range(0, total, step):
+            yield take(i)
+        return
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="convviz-chunks") as pool:
+        pending = pool.submit(take, 0)
+        for i in range(0, total, step):
+            chunk = pending.result()
+            if i + step < total:
+                pending = pool.submit(take, i + step)
+            yield chunk
 
 
 class LayerMethod(Method):

@@ -50,9 +50,11 @@ class GradCAMPlusPlus(CAM):
         return {**super().options(), "eps": self.eps}
 
     def channel_weights(self, activations, gradients):
-        a = activations.astype(np.float64)
-        g = gradients.astype(np.float64)
-        g2 = g**2
-        denominator = 2 * g2 + a.sum(axis=(1, 2), keepdims=True) * g**3 + self.eps
-        alpha = np.where(g != 0, g2 / denominator, 0.0)
-        return (np.maximum(g, 0.0) * alpha).sum(axis=(1, 2))
+        # Element-wise in float32 (as the model's own numbers; ~1e-7 relative), sums in
+        # float64: a quarter of the time of float64 throughout on a 7x7x1280 head.
+        g = np.asarray(gradients, np.float32)
+        total = activations.sum(axis=(1, 2), keepdims=True, dtype=np.float64).astype(np.float32)
+        g2 = g * g
+        denominator = g2 * (2 + total * g) + np.float32(self.eps)  # 2 G^2 + sum(A) G^3 + eps
+        alpha = np.divide(g2, denominator, out=np.zeros_like(g2), where=(g != 0) & (denominator != 0))
+        return (np.maximum(g, 0) * alpha).sum(axis=(1, 2), dtype=np.float64)

@@ -35,4 +35,4 @@ class HiResCAM(CAM):
     )
 
     def combine(self, activations, gradients):
-        return (activations.astype(np.float64) * gradients).sum(axis=-1)
+        return (activations * gradients).sum(axis=-1, dtype=np.float64)

@@ -34,4 +34,4 @@ class LayerCAM(CAM):
     )
 
     def combine(self, activations, gradients):
-        return (activations.astype(np.float64) * np.maximum(gradients, 0.0)).sum(axis=-1)
+        return (activations * np.maximum(gradients, 0)).sum(axis=-1, dtype=np.float64)

@@ -63,17 +63,19 @@ class ScoreCAM(GradientFreeCAM):
         """The N x K masked images (row ``n * K + k``: image ``n`` times channel ``k``'s
         upsampled, min-max scaled map), built lazily."""
         n, h, w, k = activations.shape
-        rows_up = aligned_corners_matrix(images.shape[1], h)
-        cols_up = aligned_corners_matrix(images.shape[2], w)
+        # float32 as the model computes (and as the PyTorch peers build the masks).
+        rows_up = aligned_corners_matrix(images.shape[1], h).astype(np.float32)
+        cols_up = aligned_corners_matrix(images.shape[2], w).astype(np.float32)
+        images = np.asarray(images, np.float32)
 
         def build(start, stop):
             index = np.arange(start, stop)
-            channels = activations[index // k, :, :, index % k].astype(np.float64)
+            channels = activations[index // k, :, :, index % k].astype(np.float32)
             masks = np.einsum("Hh,bhw,Ww->bHW", rows_up, channels, cols_up, optimize=True)
             low = masks.min(axis=(1, 2), keepdims=True)
-            high = masks.max(axis=(1, 2), keepdims=True)
-            masks = (masks - low) / (high - low + 1e-8)
-            return (images[index // k] * masks[..., None]).astype(np.float32)
+            masks -= low
+            masks /= masks.max(axis=(1, 2), keepdims=True) + np.float32(1e-8)
+            return images[index // k] * masks[..., None]
 
         return LazyBatch(n * k, build)
 

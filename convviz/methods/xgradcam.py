@@ -50,5 +50,5 @@ class XGradCAM(CAM):
         return {**super().options(), "eps": self.eps}
 
     def channel_weights(self, activations, gradients):
-        a = activations.astype(np.float64)
-        return (gradients * a).sum(axis=(1, 2)) / (a.sum(axis=(1, 2)) + self.eps)
+        total = activations.sum(axis=(1, 2), dtype=np.float64)
+        return (gradients * activations).sum(axis=(1, 2), dtype=np.float64) / (total + self.eps)
