@@ -21,6 +21,22 @@ HUB_DEPS = [
 ]
 
 
+def _install_pytorch_peers(session):
+    """The PyTorch references: the tests compare with them, the benchmarks time them."""
+    # PyTorch reference for EfficientNet-Lite0; --no-deps: it asks for an unpinned torch.
+    session.install("--no-deps", "efficientnet_lite_pytorch==0.1.0")
+    # The CAM peers of tests/test_cam_references.py, --no-deps: grad-cam asks for an
+    # unpinned torch and for torchvision, whose wheels pin another torch (the test
+    # imports it with stand-ins for the torchvision helpers it never calls, see
+    # tests/peer_stubs.py). The rest is grad-cam's import-time needs (scikit-learn
+    # comes with the docs extra, scipy with scikit-image); torchcam needs Python 3.11.
+    session.install(
+        "--no-deps", "grad-cam==1.5.7", "torchcam==0.5.0; python_version >= '3.11'",
+        "opencv-python-headless==5.0.0.93", "ttach==0.0.3",
+    )
+    session.install("tqdm", "scikit-learn")
+
+
 @nox.session
 @nox.parametrize("backend", BACKENDS)
 def tests(session, backend):
@@ -30,8 +46,7 @@ def tests(session, backend):
     session.install("--no-deps", *HUB)
     session.install(*HUB_DEPS)
     if backend == "torch":
-        # PyTorch reference for EfficientNet-Lite0; --no-deps: it asks for an unpinned torch.
-        session.install("--no-deps", "efficientnet_lite_pytorch==0.1.0")
+        _install_pytorch_peers(session)
     # The docstring examples run too (--doctest-modules on the package), unless
     # `nox -s tests -- ARGS` picks what to run.
     args = session.posargs or ["--doctest-modules", "convviz", "tests"]
@@ -109,7 +124,10 @@ def bench(session, backend):
     """Benchmark suite on one backend (benchmarks/run.py): a table, and the JSON in
     benchmarks/results/<backend>.json. `nox -s bench -- --quick` is a short smoke run
     (no JSON written); `python benchmarks/report.py` then makes the docs' Performance page."""
-    session.install("-e", f".[{backend},test]")
+    # lite0: the CAM family's benchmark runs on EfficientNet-Lite0's ImageNet weights.
+    session.install("-e", f".[{backend},test,lite0]")
+    if backend == "torch":
+        _install_pytorch_peers(session)
     session.run(
         "python", "benchmarks/run.py", *session.posargs,
         env={"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"},
