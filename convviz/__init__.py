@@ -1,8 +1,8 @@
 """convviz: see what a Keras 3 convnet learned.
 
 Feature maps (:func:`activations`), filter patterns (:func:`filters`), where the
-evidence for a class is (:func:`explain`, :func:`cam`, :func:`gradcam`; the methods
-are in :mod:`convviz.methods`) and activation sparsity (:func:`sparsity`), on the
+evidence for a class is (:func:`explain`, :func:`cam`, :func:`gradcam`), which pixels
+moved it (:func:`attribute`; the methods are in :mod:`convviz.methods`) and activation sparsity (:func:`sparsity`), on the
 TensorFlow, JAX and PyTorch backends.
 
 >>> import convviz, keras
@@ -17,11 +17,11 @@ from convviz.filter_patterns import FilterPatterns, filters
 from convviz.galleries import Gallery, gallery
 from convviz.inspector import Inspector, LayerInfo
 from convviz.methods import Explanation
-from convviz.methods.api import cam, explain, gradcam
+from convviz.methods.api import attribute, cam, explain, gradcam
 from convviz.sparsity_stats import LayerSparsity, SparsityTable, sparsity
 
 __all__ = [
     "Activations", "FilterPatterns", "LayerSparsity", "SparsityTable",
-    "Explanation", "Gallery", "Inspector", "LayerInfo", "activations", "cam", "data", "errors", "explain",
+    "Explanation", "Gallery", "Inspector", "LayerInfo", "activations", "attribute", "cam", "data", "errors", "explain",
     "filters", "gallery", "gradcam", "methods", "models", "plot", "sparsity", "training",
 ]

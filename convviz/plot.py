@@ -35,6 +35,8 @@ from convviz.errors import InputError
 __all__ = [
     "activation_grid",
     "activations",
+    "aggregate_channels",
+    "attributions",
     "augmented",
     "cam_methods",
     "filter_grid",
@@ -310,18 +312,27 @@ def _colormap(name: str):
     return matplotlib.colormaps[name]
 
 
-def _overlay_one(picture: np.ndarray, heatmap: np.ndarray, alpha: float, cmap) -> np.ndarray:
+def _pixels(picture: np.ndarray) -> np.ndarray:
+    """A picture as float64 0-255 (0-1 floats are scaled up)."""
     picture = picture.astype(np.float64)
-    if picture.max() <= 1.0:
-        picture = picture * 255.0
-    resized = np.clip(_resize(heatmap[None, ..., None], picture.shape[:2])[0, ..., 0], 0, 1)
-    colored = cmap(np.uint8(255 * resized))[..., :3] * 255.0
-    mixed = colored * alpha + picture
-    mixed -= mixed.min()
+    return picture * 255.0 if picture.max() <= 1.0 else picture
+
+
+def _rescaled(mixed: np.ndarray) -> np.ndarray:
+    """uint8 0-255 from any range, as ``keras.utils.array_to_img`` scales."""
+    mixed = mixed - mixed.min()
     top = mixed.max()
     if top > 0:
         mixed *= 255.0 / top
     return mixed.astype(np.uint8)
+
+
+def _overlay_one(picture: np.ndarray, heatmap: np.ndarray, alpha: float, cmap) -> np.ndarray:
+    picture = _pixels(picture)
+    heatmap = np.asarray(heatmap, np.float32)  # _resize reads float32 planes
+    resized = np.clip(_resize(heatmap[None, ..., None], picture.shape[:2])[0, ..., 0], 0, 1)
+    colored = cmap(np.uint8(255 * resized))[..., :3] * 255.0
+    return _rescaled(colored * alpha + picture)
 
 
 @renamed(image="images", heatmap="heatmaps")
@@ -539,6 +550,231 @@ def cam_methods(
             ax.spines[:].set_visible(False)  # no frame, but room for the row label
         if row_titles is not None:
             row[0].set_ylabel(str(row_titles[i]), fontsize=10)
+    return _save(fig, save)
+
+
+# -- pixel attributions -----------------------------------------------------------------
+
+_AGGREGATIONS = {
+    "sum": lambda m: m.sum(axis=-1),
+    "abs_sum": lambda m: np.abs(m).sum(axis=-1),
+    "max_abs": lambda m: np.abs(m).max(axis=-1),
+}
+
+
+def aggregate_channels(maps, how: str = "sum") -> np.ndarray:
+    """One attribution per pixel from one per input channel.
+
+    Parameters
+    ----------
+    maps : numpy.ndarray
+        (N, H, W, C) attributions (an :class:`~convviz.methods.attribution.Attributions`'
+        ``maps``), or (N, H, W), returned as they are (already one value per pixel).
+    how : {"sum", "abs_sum", "max_abs"}
+        ``"sum"``: the channels' sum, signed; it keeps integrated gradients'
+        completeness (the map's total is the score's change). ``"abs_sum"``: the sum
+        of the channels' magnitudes. ``"max_abs"``: the largest magnitude among the
+        channels (Simonyan et al.'s saliency map). The last two are not negative.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, H, W) float32, summed in float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> maps = np.array([1.0, -3.0, 0.5]).reshape(1, 1, 1, 3)
+    >>> [float(aggregate_channels(maps, h)[0, 0, 0]) for h in ("sum", "abs_sum", "max_abs")]
+    [-1.5, 4.5, 3.0]
+    """
+    if not isinstance(how, str) or how not in _AGGREGATIONS:
+        raise InputError(f"aggregate must be one of {', '.join(map(repr, _AGGREGATIONS))}; got {how!r}.")
+    maps = np.asarray(maps)
+    if maps.ndim == 3:
+        return maps.astype(np.float32)
+    if maps.ndim != 4:
+        raise InputError(f"Attributions must be (N, H, W, C) or (N, H, W), got shape {maps.shape}.")
+    return _AGGREGATIONS[how](maps.astype(np.float64)).astype(np.float32)
+
+
+def _percentile(value) -> float:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < value <= 100
+    if not ok:
+        raise InputError(f"percentile must be a number in (0, 100]; got {value!r}.")
+    return float(value)
+
+
+def _clip_limits(maps: np.ndarray, percentile: float) -> np.ndarray:
+    """(N,) each map's colour limit: the ``percentile``-th percentile of its magnitudes;
+    its maximum where that is 0 (a mostly empty map), 1 for an all-zero map."""
+    magnitudes = np.abs(maps.astype(np.float64)).reshape(len(maps), -1)
+    limits = np.percentile(magnitudes, percentile, axis=1)
+    limits = np.where(limits > 0, limits, magnitudes.max(axis=1))
+    return np.where(limits > 0, limits, 1.0)
+
+
+def _image_panel(ax, picture, attribution, limit, cmap, alpha):
+    picture = _pixels(picture)
+    inside = picture.min() >= 0 and picture.max() <= 255  # a photo as it is; anything else rescaled
+    ax.imshow(np.round(picture).astype(np.uint8) if inside else _rescaled(picture))
+
+
+def _signed_panel(ax, picture, attribution, limit, cmap, alpha):
+    return ax.imshow(np.clip(attribution, -limit, limit), cmap=cmap, vmin=-limit, vmax=limit)
+
+
+def _absolute_panel(ax, picture, attribution, limit, cmap, alpha):
+    return ax.imshow(np.minimum(np.abs(attribution), limit), cmap=cmap, vmin=0.0, vmax=limit)
+
+
+def _overlay_panel(ax, picture, attribution, limit, cmap, alpha):
+    ax.imshow(_overlay_one(picture, np.minimum(np.abs(attribution) / limit, 1.0), alpha, cmap))
+
+
+_VIEWS = {  # view -> (drawing, default colormap, column heading of the "all" view)
+    "image": (_image_panel, None, "image"),
+    "signed": (_signed_panel, "RdBu_r", "signed"),
+    "absolute": (_absolute_panel, "inferno", "absolute"),
+    "overlay": (_overlay_panel, "jet", "overlay"),
+}
+
+
+def _view_colormaps(view: str, cmap) -> dict:
+    """The colormap of each drawn view: the defaults, ``cmap`` (a name for every view,
+    or a mapping of view -> name) over them."""
+    drawn = ("signed", "absolute", "overlay") if view == "all" else (view,)
+    chosen = {v: _VIEWS[v][1] for v in drawn}
+    if isinstance(cmap, Mapping):
+        unknown = sorted(set(cmap) - set(drawn))
+        if unknown:
+            raise InputError(f"cmap names views {unknown} that the {view!r} view does not draw; it draws {list(drawn)}.")
+        chosen.update(cmap)
+    elif cmap is not None:
+        chosen = dict.fromkeys(drawn, cmap)
+    return {v: _colormap(name) for v, name in chosen.items()}
+
+
+def attributions(
+    images,
+    maps,
+    *,
+    view: str = "signed",
+    aggregate: str = "sum",
+    percentile: float = 99.0,
+    titles=None,
+    ncols: int = 4,
+    alpha: float = 0.5,
+    cmap=None,
+    figsize=None,
+    save=None,
+) -> Figure:
+    """Pixel attributions (:func:`convviz.attribute`) drawn the usual ways.
+
+    Each image's map is clipped at the ``percentile``-th percentile of its magnitudes,
+    so that a few extreme pixels (gradients have them) do not wash out the rest; every
+    image gets its own limit, shown by its colour bar.
+
+    Parameters
+    ----------
+    images : image or list/batch of images
+        The N pictures, any form :func:`convviz.activations` accepts (an
+        Attributions' ``.images``, say).
+    maps : numpy.ndarray
+        (N, H, W, C) attributions, one per input channel, combined by ``aggregate``;
+        or (N, H, W), one per pixel, drawn as they are. Usually at the images' size
+        (the overlay resizes them otherwise).
+    view : {"signed", "absolute", "overlay", "all"}
+        ``"signed"``: a diverging colormap centred at 0 (red for evidence for the
+        class, blue against), limits symmetric at plus and minus the clip limit.
+        ``"absolute"``: the magnitude, from 0 to the clip limit, in a sequential
+        colormap. ``"overlay"``: the magnitude scaled to [0, 1] by the clip limit,
+        over the image (the overlay of :func:`gradcam`). ``"all"``: a row per image,
+        the image then those three.
+    aggregate : {"sum", "abs_sum", "max_abs"}
+        How the channels of (N, H, W, C) maps combine; see :func:`aggregate_channels`.
+    percentile : float
+        In (0, 100]: the clip limit's percentile of each map's magnitudes (100: its
+        maximum, no clipping). Where that percentile is 0 (a map mostly 0), the
+        maximum.
+    titles : sequence of str, optional
+        One per image: above its panel, or left of its row in the ``"all"`` view.
+    ncols : int
+        Images per row (fewer when there are fewer images); the ``"all"`` view always
+        has four columns.
+    alpha : float
+        The overlay's heatmap weight.
+    cmap : str or mapping, optional
+        A colormap for the drawn views, or a mapping of view -> colormap (``{"signed":
+        "bwr"}``). Default: ``"RdBu_r"`` (signed), ``"inferno"`` (absolute), ``"jet"``
+        (overlay).
+    figsize : (width, height), optional
+        The whole figure in inches. Default: 3-inch square panels, with room for the
+        colour bars; ``(width, None)`` keeps the panels square at that width.
+    save : path, optional
+        Also write the figure there (PNG, PDF, SVG... by extension).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The signed and absolute panels each have a colour bar (an axis of its own in
+        ``fig.axes``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> images = np.zeros((2, 16, 16, 3), "uint8")
+    >>> maps = np.random.default_rng(0).normal(size=(2, 16, 16, 3))
+    >>> fig = attributions(images, maps, titles=["cat", "cup"])
+    >>> [ax.get_title() for ax in fig.axes[:2]]  # two panels, then their colour bars
+    ['cat', 'cup']
+    >>> lo, hi = fig.axes[0].images[0].get_clim()
+    >>> bool(lo == -hi)
+    True
+    >>> len(attributions(images, maps, view="all").axes)  # 2 rows of 4 panels, 2 colour bars each
+    12
+    """
+    if not isinstance(view, str) or view not in ("signed", "absolute", "overlay", "all"):
+        raise InputError(f"view must be 'signed', 'absolute', 'overlay' or 'all'; got {view!r}.")
+    heat = aggregate_channels(maps, aggregate)
+    limits = _clip_limits(heat, _percentile(percentile))
+    width, height = _figsize(figsize)
+    ncols = check_positive_int(ncols, "ncols")
+    colormaps = _view_colormaps(view, cmap)
+    pictures = to_batch(images, channels=3)
+    n = len(pictures)
+    if len(heat) != n:
+        raise InputError(f"{n} images but {len(heat)} attribution maps.")
+    if titles is not None and len(titles) != n:
+        raise InputError(f"{n} images but {len(titles)} titles.")
+    colorbars = view in ("signed", "absolute", "all")
+    if view == "all":
+        rows, cols = n, 4
+        cells = [(i, v) for i in range(n) for v in _VIEWS]
+    else:
+        cols = max(1, min(ncols, n))
+        rows = -(-n // cols)
+        cells = [(i, view) for i in range(n)]
+    fig, axes = _panel_grid(width, height, rows, cols, panel=3.5 if colorbars else 3.0)
+    axes = axes.ravel()
+    for ax, (i, v) in zip(axes, cells):
+        draw, _, heading = _VIEWS[v]
+        shown = draw(ax, pictures[i], heat[i], limits[i], colormaps.get(v), alpha)
+        if shown is not None:
+            # Tick labels without a separate "1e-5" offset above the bar (it shifts the panels).
+            fig.colorbar(shown, ax=ax, shrink=0.8, pad=0.02, format="%.3g")
+        if view != "all":
+            if titles is not None:
+                ax.set_title(str(titles[i]), fontsize=10)
+            continue
+        if i == 0:
+            ax.set_title(heading, fontsize=10)
+        if v == "image" and titles is not None:
+            ax.set_ylabel(str(titles[i]), fontsize=10)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.spines[:].set_visible(False)  # no frame, but room for a row label
     return _save(fig, save)
 
 

@@ -176,3 +176,79 @@ def numpy_normalise(cam):
     cam = np.maximum(cam, 0)
     peak = cam.max(axis=(1, 2), keepdims=True)
     return np.where(peak > 0, cam / np.where(peak > 0, peak, 1), 0)
+
+
+# --------------------------------------------------------------------------- #
+# Pixel attributions
+# --------------------------------------------------------------------------- #
+
+QUICK_OPTIONS = {
+    "smoothgrad": {"samples": 4},
+    "integrated_gradients": {"steps": 8},
+    "occlusion": {"window": 4, "stride": 4},
+}
+"""Options that keep the shared checks fast (the defaults are checked elsewhere)."""
+
+
+def _attribute(model, x, name, **kwargs):
+    return convviz.attribute(model, x, method=name, verbose=False, **{**QUICK_OPTIONS.get(name, {}), **kwargs})
+
+
+def _check_attributions(result, name, n, n_classes, size=12):
+    assert isinstance(result, convviz.methods.Attributions)
+    assert result.method == name and result.layer is None
+    maps = result.maps
+    assert maps.dtype == np.float32 and maps.shape == (n, size, size, 3)
+    assert np.isfinite(maps).all(), "NaN or inf in the attributions"
+    assert np.abs(maps).max() > 0, "all-zero attributions"
+    assert result.class_index.shape == (n,) and result.predictions.shape == (n, n_classes)
+
+
+def run_attribution_checks(name: str, tmp_path) -> None:
+    """Every check a pixel attribution method must pass, on the current backend."""
+    cls = convviz.methods.get_method(name)
+    assert cls.kind == "attribution" and cls.title and cls.reference
+    model = nested_model()
+    x = images()
+    n = len(x)
+
+    result = _attribute(model, x, name)
+    _check_attributions(result, name, n, 3)
+    probs = keras.ops.convert_to_numpy(model(x, training=False))
+    np.testing.assert_allclose(result.predictions, probs, atol=ATOL)
+    assert result.class_index.tolist() == probs.argmax(axis=1).tolist()
+    scale = np.abs(result.maps).max()
+
+    # Batched equals one by one, and batch_size does not change the result.
+    one_by_one = np.concatenate([_attribute(model, x[i : i + 1], name).maps for i in range(n)])
+    np.testing.assert_allclose(result.maps, one_by_one, atol=CONSISTENCY_ATOL * scale)
+    np.testing.assert_allclose(result.maps, _attribute(model, x, name, batch_size=3).maps,
+                               atol=CONSISTENCY_ATOL * scale)
+
+    # A class per image: each equals that image attributed alone for its class.
+    classes = [0, 2, 1, 2]
+    per_image = _attribute(model, x, name, class_index=classes)
+    assert per_image.class_index.tolist() == classes
+    for i, c in enumerate(classes):
+        alone = _attribute(model, x[i : i + 1], name, class_index=c).maps[0]
+        np.testing.assert_allclose(per_image.maps[i], alone, atol=CONSISTENCY_ATOL * scale)
+
+    # Inference mode and nesting: the flat twin gives the same attributions.
+    twin = _attribute(flat_twin(model), x, name, class_index=classes)
+    np.testing.assert_allclose(per_image.maps, twin.maps, atol=CONSISTENCY_ATOL * scale)
+
+    # logits=False attributes the probability; a single sigmoid unit, both classes.
+    _check_attributions(_attribute(model, x, name, logits=False), name, n, 3)
+    binary = nested_model("sigmoid", n_classes=1)
+    for c in (0, 1):
+        _check_attributions(_attribute(binary, x, name, class_index=c), name, n, 1)
+
+    # Saved and loaded with its details; plotted.
+    loaded = convviz.Explanation.load(result.save(tmp_path / f"{name}.npz"))
+    assert isinstance(loaded, convviz.methods.Attributions)
+    np.testing.assert_array_equal(loaded.maps, result.maps)
+    assert sorted(loaded.details) == sorted(result.details)
+    for key, value in result.details.items():
+        np.testing.assert_array_equal(loaded.details[key], value)
+    assert result.aggregate("sum").shape == result.heatmaps.shape == (n, 12, 12)
+    assert len(result.plot().axes) >= n

@@ -115,6 +115,9 @@ ALLOWED_POSITIONAL = {
     "convviz.plot.overlay": ["images", "heatmaps"],
     "convviz.plot.gradcam": ["images", "heatmaps"],
     "convviz.plot.cam_methods": ["images", "maps"],
+    "convviz.plot.attributions": ["images", "maps"],
+    # How the channels combine is the operation itself: aggregate_channels(maps, "abs_sum").
+    "convviz.plot.aggregate_channels": ["maps", "how"],
     # A lazy batch is its length and how to build its rows: LazyBatch(n * k, build).
     "convviz.methods.cam.LazyBatch": ["length", "build"],
     # The layer is what is visualised, not an option: filters(model, "block1_conv1").

@@ -154,7 +154,7 @@ def test_an_unregistered_subclass_works_under_its_class_name():
 
 @pytest.mark.parametrize("name", method_names())
 def test_every_method_kind_has_a_shared_harness(name):
-    assert convviz.methods.get_method(name).kind in {"cam"}, "add the kind's checks to method_checks.py"
+    assert convviz.methods.get_method(name).kind in {"cam", "attribution"}, "add the kind's checks to method_checks.py"
 
 
 def test_inspector_is_one_per_model_and_its_cache_is_bounded():

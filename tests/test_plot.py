@@ -254,3 +254,149 @@ def test_cam_methods_figure_errors():
     with pytest.raises(InputError, match="figsize"):
         convviz.plot.cam_methods(pictures, {"a": heat}, figsize=(0, 1))
     assert "cam_methods" in convviz.plot.__all__
+
+
+# -- pixel attributions ----------------------------------------------------------------------
+
+
+def _attributions(n=2, size=(12, 10), seed=8):
+    return np.random.default_rng(seed).normal(size=(n, *size, 3))
+
+
+def _panels(fig):
+    """The picture axes (colour bars hold no image), in drawing order."""
+    return [ax for ax in fig.axes if ax.images]
+
+
+def test_aggregate_channels_exact_values():
+    maps = np.zeros((2, 1, 2, 3))
+    maps[0, 0, 0] = [1.0, -3.0, 0.5]
+    maps[0, 0, 1] = [-2.0, 2.0, 0.0]
+    maps[1, 0, 0] = [0.25, 0.25, -4.0]
+    aggregate = convviz.plot.aggregate_channels
+    np.testing.assert_array_equal(aggregate(maps, "sum"), [[[-1.5, 0.0]], [[-3.5, 0.0]]])
+    np.testing.assert_array_equal(aggregate(maps, "abs_sum"), [[[4.5, 4.0]], [[4.5, 0.0]]])
+    np.testing.assert_array_equal(aggregate(maps, "max_abs"), [[[3.0, 2.0]], [[4.0, 0.0]]])
+    assert aggregate(maps).dtype == np.float32 and aggregate(maps).shape == (2, 1, 2)
+    # Summed in float64: float32 maps whose sum cancels keep their small remainder.
+    tiny = np.array([1e8, 1.0, -1e8], np.float32).reshape(1, 1, 1, 3)
+    assert aggregate(tiny, "sum")[0, 0, 0] == 1.0
+    # (N, H, W) maps are one value per pixel already.
+    flat = np.random.default_rng(0).normal(size=(2, 3, 4))
+    for how in ("sum", "abs_sum", "max_abs"):
+        np.testing.assert_array_equal(aggregate(flat, how), flat.astype(np.float32))
+    with pytest.raises(InputError, match="aggregate must be one of 'sum', 'abs_sum', 'max_abs'; got 'mean'"):
+        aggregate(maps, "mean")
+    with pytest.raises(InputError, match=r"\(N, H, W, C\) or \(N, H, W\)"):
+        aggregate(np.zeros((3, 4)))
+
+
+def test_signed_view_symmetric_limits_at_each_maps_percentile():
+    pictures, maps = _pictures(2)[:, :12, :10], _attributions()
+    maps[1] *= 100.0  # another scale: each image gets its own limits
+    fig = convviz.plot.attributions(pictures, maps, titles=["a", "b"], percentile=90)
+    heat = maps.sum(axis=-1)
+    panels = _panels(fig)
+    assert [ax.get_title() for ax in panels] == ["a", "b"]
+    assert len(fig.axes) == 4  # each panel has its colour bar
+    for ax, h in zip(panels, heat):
+        limit = np.percentile(np.abs(h), 90)
+        lo, hi = ax.images[0].get_clim()
+        assert lo == pytest.approx(-limit) and hi == pytest.approx(limit)
+        assert ax.images[0].get_cmap().name == "RdBu_r"
+        # Values beyond the limit are clipped to it, the others drawn as they are.
+        np.testing.assert_allclose(ax.images[0].get_array(), np.clip(h, -limit, limit), rtol=1e-6)
+        assert (np.abs(h) > limit).mean() == pytest.approx(0.1, abs=0.01)
+
+
+def test_percentile_clips_outliers_and_100_keeps_everything():
+    maps = np.ones((1, 20, 20, 1))
+    maps[0, 0, 0, 0] = -1000.0  # one extreme gradient among 400 pixels
+    pictures = _pictures(1)
+    clipped = _panels(convviz.plot.attributions(pictures, maps))[0].images[0]
+    assert clipped.get_clim() == pytest.approx((-1.0, 1.0))
+    assert clipped.get_array().min() == -1.0
+    full = _panels(convviz.plot.attributions(pictures, maps, percentile=100))[0].images[0]
+    assert full.get_clim() == pytest.approx((-1000.0, 1000.0))
+    assert full.get_array().min() == -1000.0
+    # A mostly empty map is clipped at its maximum, an empty one draws without error.
+    sparse = np.zeros((2, 20, 20, 1))
+    sparse[0, 3, 3, 0] = 5.0  # its 99th percentile is 0
+    limits = [ax.images[0].get_clim() for ax in _panels(convviz.plot.attributions(_pictures(2), sparse))]
+    assert limits == [pytest.approx((-5.0, 5.0)), pytest.approx((-1.0, 1.0))]
+
+
+def test_absolute_and_overlay_views_draw_the_clipped_magnitude():
+    pictures, maps = _pictures(2)[:, :12, :10], _attributions()
+    heat = np.abs(maps).max(axis=-1)
+    limits = np.percentile(heat.reshape(2, -1), 95, axis=1)
+    absolute = convviz.plot.attributions(pictures, maps, view="absolute", aggregate="max_abs", percentile=95)
+    for ax, h, limit in zip(_panels(absolute), heat, limits):
+        assert ax.images[0].get_clim() == pytest.approx((0.0, limit))
+        assert ax.images[0].get_cmap().name == "inferno"
+        np.testing.assert_allclose(ax.images[0].get_array(), np.minimum(h, limit), rtol=1e-6)
+    overlay = convviz.plot.attributions(pictures, maps, view="overlay", aggregate="max_abs", percentile=95, alpha=0.3)
+    assert len(overlay.axes) == 2  # no colour bars over the photo
+    for ax, picture, h, limit in zip(overlay.axes, pictures, heat, limits):
+        expected = convviz.plot.overlay(picture, np.minimum(h / limit, 1.0), alpha=0.3)
+        np.testing.assert_array_equal(ax.images[0].get_array(), expected)
+
+
+def test_all_view_a_row_per_image_image_signed_absolute_overlay(tmp_path):
+    pictures, maps = _pictures(2)[:, :12, :10], _attributions()
+    path = tmp_path / "f" / "attributions.png"
+    fig = convviz.plot.attributions(pictures, maps, view="all", titles=["cat", "cup"], save=path)
+    assert path.stat().st_size > 0
+    panels = _panels(fig)
+    assert len(panels) == 8 and len(fig.axes) == 8 + 4  # colour bars for signed and absolute
+    assert [ax.get_title() for ax in panels] == ["image", "signed", "absolute", "overlay", "", "", "", ""]
+    assert [ax.get_ylabel() for ax in panels[::4]] == ["cat", "cup"]
+    heat = maps.sum(axis=-1)
+    for i in range(2):
+        image, signed, absolute, over = panels[4 * i : 4 * i + 4]
+        np.testing.assert_array_equal(image.images[0].get_array(), pictures[i])
+        limit = np.percentile(np.abs(heat[i]), 99)
+        assert signed.images[0].get_clim() == pytest.approx((-limit, limit))
+        assert absolute.images[0].get_clim() == pytest.approx((0.0, limit))
+        np.testing.assert_array_equal(
+            over.images[0].get_array(), convviz.plot.overlay(pictures[i], np.minimum(np.abs(heat[i]) / limit, 1), alpha=0.5)
+        )
+    assert tuple(fig.get_size_inches()) == (14.0, 7.0)  # 3.5-inch panels, room for colour bars
+    assert tuple(convviz.plot.attributions(pictures, maps, view="all", figsize=(8, None)).get_size_inches()) == (8, 4)
+
+
+def test_attribution_layout_colormaps_and_flat_maps():
+    pictures, maps = _pictures(3)[:, :12, :10], _attributions(3)
+    fig = convviz.plot.attributions(pictures, maps.sum(axis=-1), ncols=2, cmap="bwr")
+    assert tuple(fig.get_size_inches()) == (7.0, 7.0) and len(_panels(fig)) == 3
+    assert {ax.images[0].get_cmap().name for ax in _panels(fig)} == {"bwr"}
+    fig = convviz.plot.attributions(pictures, maps, view="all", cmap={"absolute": "gray"})
+    assert [ax.images[0].get_cmap().name for ax in _panels(fig)[1:3]] == ["RdBu_r", "gray"]
+    # Pictures outside 0-255 (a model's preprocessed inputs) are shown rescaled to it.
+    shown = _panels(convviz.plot.attributions(pictures / 127.5 - 1.0, maps, view="all"))[0].images[0].get_array()
+    assert shown.dtype == np.uint8 and (shown.min(), shown.max()) == (0, 255)
+
+
+def test_attribution_figure_errors():
+    pictures, maps = _pictures(2)[:, :12, :10], _attributions()
+    plot = convviz.plot.attributions
+    with pytest.raises(InputError, match="view must be 'signed', 'absolute', 'overlay' or 'all'; got 'heat'"):
+        plot(pictures, maps, view="heat")
+    with pytest.raises(InputError, match="aggregate must be one of"):
+        plot(pictures, maps, aggregate="l2")
+    for bad in (0, 101, -5, "99", True, float("nan")):
+        with pytest.raises(InputError, match=r"percentile must be a number in \(0, 100\]"):
+            plot(pictures, maps, percentile=bad)
+    with pytest.raises(InputError, match="2 images but 1 attribution maps"):
+        plot(pictures, maps[:1])
+    with pytest.raises(InputError, match="2 images but 3 titles"):
+        plot(pictures, maps, titles=list("abc"))
+    with pytest.raises(InputError, match=r"cmap names views \['overlay'\]"):
+        plot(pictures, maps, view="signed", cmap={"overlay": "jet"})
+    with pytest.raises(InputError, match="figsize"):
+        plot(pictures, maps, figsize=(0, 1))
+    with pytest.raises(InputError, match="ncols"):
+        plot(pictures, maps, ncols=0)
+    with pytest.raises(TypeError):
+        plot(pictures, maps, "all")  # keyword-only
+    assert {"attributions", "aggregate_channels"} <= set(convviz.plot.__all__)

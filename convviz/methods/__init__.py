@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+from convviz.methods.attribution import Attribution, Attributions
 from convviz.methods.cam import CAM, GradientFreeCAM, LazyBatch, normalize_maps
 from convviz.methods.core import (
     Explanation,
@@ -27,7 +28,7 @@ from convviz.methods.core import (
     register,
 )
 
-_BASES = {"core", "cam", "api"}
+_BASES = {"core", "cam", "attribution", "api"}
 
 
 def _load_methods() -> dict[str, type]:
@@ -43,6 +44,6 @@ _CLASSES = _load_methods()
 globals().update(_CLASSES)
 
 __all__ = [
-    "CAM", "Explanation", "GradientFreeCAM", "LazyBatch", "LayerMethod", "Method", "get_method", "method_names", "normalize_maps",
+    "CAM", "Attribution", "Attributions", "Explanation", "GradientFreeCAM", "LazyBatch", "LayerMethod", "Method", "get_method", "method_names", "normalize_maps",
     "register", *sorted(_CLASSES),
 ]

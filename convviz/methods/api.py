@@ -1,15 +1,18 @@
 """The verbs: :func:`explain` for any method by name, :func:`cam` for just the maps,
-and :func:`gradcam`, the chapter's method as it has always been called."""
+:func:`attribute` for pixel attributions, and :func:`gradcam`, the chapter's method
+as it has always been called."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from convviz._validation import keyword_only, renamed
-from convviz.methods.core import Explanation, get_method
+from convviz.errors import InputError
+from convviz.methods.attribution import Attributions
+from convviz.methods.core import Explanation, get_method, method_names
 from convviz.methods.gradcam import GradCAM
 
-__all__ = ["cam", "explain", "gradcam"]
+__all__ = ["attribute", "cam", "explain", "gradcam"]
 
 
 def explain(model, images, *, method="gradcam", class_index=None, layer=None, logits: bool = True,
@@ -111,3 +114,49 @@ def gradcam(model, images, *, class_index=None, layer=None, upsample: bool = Fal
     """
     return cam(model, images, method=GradCAM, class_index=class_index, layer=layer, upsample=upsample,
                logits=logits, batch_size=batch_size)
+
+
+def attribute(model, images, *, method="integrated_gradients", class_index=None, logits: bool = True,
+              batch_size: int | None = None, **options) -> Attributions:
+    """Pixel attributions: which input pixels moved each image's class score.
+
+    Parameters
+    ----------
+    model, images, class_index, logits
+        As :func:`explain` (the score is the class logit before a final
+        softmax/sigmoid by default; ``logits=False`` attributes the probability).
+    method : str or Attribution subclass
+        A name from ``convviz.methods.method_names("attribution")``: ``"saliency"``,
+        ``"gradient_x_input"``, ``"smoothgrad"``, ``"integrated_gradients"``,
+        ``"occlusion"``.
+    batch_size : int, optional
+        Inputs per compiled call (images, interpolation steps, noise samples or
+        occluded copies; default 32).
+    **options
+        The method's own: ``steps``, ``rule``, ``baseline`` (integrated gradients),
+        ``samples``, ``noise``, ``squared``, ``seed`` (SmoothGrad), ``window``,
+        ``stride``, ``baseline`` (occlusion), ``abs`` (saliency), ``verbose``.
+
+    Returns
+    -------
+    Attributions
+        ``maps`` (N, H, W, C) float32 signed attributions at the model's input size,
+        ``class_index``, ``predictions``, ``details`` (per-image numbers such as the
+        completeness gap); ``.aggregate()``, ``.plot()``, ``.save()``.
+
+    Examples
+    --------
+    >>> import keras, numpy as np, convviz
+    >>> model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3),
+    ...     keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
+    >>> result = convviz.attribute(model, np.random.rand(2, 16, 16, 3), method="saliency")
+    >>> result.maps.shape, result.aggregate("abs_sum").shape
+    ((2, 16, 16, 3), (2, 16, 16))
+    """
+    cls = get_method(method)
+    if cls.kind != "attribution":
+        raise InputError(
+            f"{cls.__name__} is not a pixel attribution method; choose from "
+            f"{', '.join(method_names('attribution'))} (or use convviz.explain for {cls.kind} methods)."
+        )
+    return cls(model, logits=logits, batch_size=batch_size, **options).explain(images, class_index=class_index)

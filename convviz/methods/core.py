@@ -130,6 +130,10 @@ class Explanation:
     images: np.ndarray | None = field(default=None, repr=False)
     options: dict = field(default_factory=dict)
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _RESULT_TYPES[cls.__name__] = cls  # Explanation.load returns the type saved
+
     @property
     def heatmaps(self) -> np.ndarray:
         """The maps (the name Grad-CAM results have always used)."""
@@ -173,19 +177,36 @@ class Explanation:
         if path.suffix != ".npz":
             path = path.with_name(path.name + ".npz")
         meta = {"layer": self.layer, "method": self.method, "input_size": [int(v) for v in self.input_size],
-                "options": self.options}
+                "options": self.options, "result": type(self).__name__}
+        extra = {f"extra/{k}": np.asarray(v) for k, v in self._extra_arrays().items()}
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, maps=self.maps, class_index=self.class_index,
-                            predictions=self.predictions, meta=np.array(json.dumps(meta, default=_jsonable)))
+        np.savez_compressed(path, maps=self.maps, class_index=self.class_index, predictions=self.predictions,
+                            meta=np.array(json.dumps(meta, default=_jsonable)), **extra)
         return path
 
     @classmethod
     def load(cls, path) -> Explanation:
-        """Read an Explanation written by :meth:`save` (without its images)."""
+        """Read an Explanation written by :meth:`save` (without its images), as the
+        type that was saved (an :class:`~convviz.methods.Attributions` stays one)."""
         with np.load(os.fspath(path), allow_pickle=False) as f:
             meta = json.loads(str(f["meta"]))
-            return cls(f["maps"], f["class_index"], f["predictions"], meta["layer"], meta["method"],
-                       tuple(meta["input_size"]), options=meta["options"])
+            extra = {k.split("/", 1)[1]: f[k] for k in f.files if k.startswith("extra/")}
+            result_type = _RESULT_TYPES.get(meta.get("result"), Explanation)
+            return result_type(f["maps"], f["class_index"], f["predictions"], meta["layer"], meta["method"],
+                               tuple(meta["input_size"]), options=meta["options"],
+                               **result_type._fields_from_arrays(extra))
+
+    def _extra_arrays(self) -> dict:
+        """Arrays a subclass saves besides the maps (``{name: array}``)."""
+        return {}
+
+    @classmethod
+    def _fields_from_arrays(cls, arrays: dict) -> dict:
+        """The subclass's own fields from what :meth:`_extra_arrays` saved."""
+        return {}
+
+
+_RESULT_TYPES: dict[str, type] = {"Explanation": Explanation}
 
 
 def _jsonable(value):
@@ -274,6 +295,8 @@ class Method:
     """The paper the method comes from."""
     default_batch_size: ClassVar[int] = 32
     """Inputs per compiled call unless ``batch_size`` says otherwise."""
+    result_type: ClassVar[type] = Explanation
+    """What :meth:`explain` returns: :class:`Explanation` or a subclass."""
     order: ClassVar[int] = 100
     """Where the method comes in :func:`method_names`, galleries and figures (lower
     first; ties by name). The built-in CAMs: gradient methods 0-9, gradient-free 10-19."""
@@ -333,24 +356,34 @@ class Method:
         run = inspector._inference("scores", self.logits, lambda: inspector._score_model(logits=self.logits))
         return self._chunked(run, [images], output=0)
 
-    def _chunked(self, run, inputs: list, *, output: int) -> np.ndarray:
+    def _chunked(self, run, inputs: list, *, output: int, reduce=None) -> np.ndarray | None:
         """``run``'s output number ``output`` over ``inputs`` (equal-length arrays or
-        sliceable objects, one per model input), ``batch_size`` rows per call, as float64."""
+        sliceable objects, one per model input), ``batch_size`` rows per call, as float64.
+
+        With ``reduce``, each chunk's output goes to ``reduce(start, rows)`` instead
+        (``start`` its first row) and nothing is kept: for outputs too large to hold
+        for every input (the input gradients of thousands of interpolated images).
+        """
         step, total = self.batch_size, len(inputs[0])
         # A bar for long work only (gradient-free methods scoring many inputs).
         progress = Progress(total if total > step else None, self.verbose if total > step else 0, "input")
-        parts = []
+        if not total:
+            raise InputError("No images to score.")
+        parts, start = [], 0
         for chunk in _chunks(inputs, step):
             rows = len(chunk[0])
             if rows < step < total:
                 # The last chunk padded to the others' size: one compiled shape, no
                 # retracing (TensorFlow) or recompiling (JAX) for the remainder.
                 chunk = [np.concatenate([c, np.repeat(c[-1:], step - rows, axis=0)]) for c in chunk]
-            parts.append(run(chunk[0] if len(chunk) == 1 else chunk)[output][:rows])
+            result = run(chunk[0] if len(chunk) == 1 else chunk)[output][:rows]
+            if reduce is None:
+                parts.append(result)
+            else:
+                reduce(start, np.asarray(result))
+            start += rows
             progress.add(rows)
-        if not parts:
-            raise InputError("No images to score.")
-        return np.concatenate(parts).astype(np.float64)
+        return None if reduce is not None else np.concatenate(parts).astype(np.float64)
 
     def class_scores(self, images, classes) -> np.ndarray:
         """(M,) the score of ``classes[m]`` (an int, or one per input) for each input
@@ -395,12 +428,13 @@ class Method:
             return np.broadcast_to(np.asarray(class_index), (len(scores),)).astype(np.int64)
         return chosen_class(scores, self._threshold(scores.shape[-1]))
 
-    def _result(self, maps, scores, class_index, batch, layer=None) -> Explanation:
-        """The Explanation from normalised (N, h, w) maps and the (N, C) scores."""
-        return Explanation(
+    def _result(self, maps, scores, class_index, batch, layer=None, **fields) -> Explanation:
+        """The result (:attr:`result_type`) from the maps and the (N, C) scores;
+        ``fields`` are the result type's own (an Attributions' ``details``)."""
+        return self.result_type(
             maps, self._classes(scores, class_index),
             probabilities(scores, self.inspector._output_activation(self.logits)),
-            layer, self.method_name, tuple(batch.shape[1:3]), images=batch, options=self.options(),
+            layer, self.method_name, tuple(batch.shape[1:3]), images=batch, options=self.options(), **fields,
         )
 
 
