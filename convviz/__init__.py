@@ -10,7 +10,7 @@ TensorFlow, JAX and PyTorch backends.
 >>> acts = convviz.activations(model, "path/to/cat.jpg")  # doctest: +SKIP
 """
 
-from convviz import data, errors, methods, models, plot, training
+from convviz import data, errors, methods, metrics, models, plot, training
 from convviz._version import __version__ as __version__
 from convviz.feature_maps import Activations, activations
 from convviz.filter_patterns import FilterPatterns, filters
@@ -23,5 +23,5 @@ from convviz.sparsity_stats import LayerSparsity, SparsityTable, sparsity
 __all__ = [
     "Activations", "FilterPatterns", "LayerSparsity", "SparsityTable",
     "Explanation", "Gallery", "Inspector", "LayerInfo", "activations", "attribute", "cam", "data", "errors", "explain",
-    "filters", "gallery", "gradcam", "methods", "models", "plot", "sparsity", "training",
+    "filters", "gallery", "gradcam", "methods", "metrics", "models", "plot", "sparsity", "training",
 ]

@@ -131,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="write every figure for a model and images, with an index.html",
         description="Render activation grids per layer and image, filter patterns for a few "
         "layers, a class activation map per image (Grad-CAM; --kinds adds other CAM methods, and "
-        "cam_methods a figure comparing them, or all of them when no other is named) and "
+        "cam_methods a figure comparing them, or all of them when no other is named; a pixel "
+        "attribution method such as integrated_gradients adds a figure of its attributions) and "
         "the sparsity curve into OUT as PNG files, "
         "with an index.html that shows them with captions (layer names and shapes, predicted "
         "classes and probabilities). OUT is written atomically: on any error nothing is left "
@@ -179,15 +180,21 @@ def build_parser() -> argparse.ArgumentParser:
     gallery.add_argument("--quiet", action="store_true", help="no progress output")
     gallery.set_defaults(func=_gallery)
 
-    methods = "; ".join(f"{name}: {get_method(name).title}" for name in method_names())
+    headings = {"cam": "CAM methods", "attribution": "Pixel attributions"}
+    methods = " ".join(
+        f"{headings.get(kind, f'{kind} methods')}: "
+        + "; ".join(f"{name}: {get_method(name).title}" for name in method_names(kind)) + "."
+        for kind in dict.fromkeys(get_method(name).kind for name in method_names())
+    )
     explain = sub.add_parser(
         "explain",
         help="explain a model's classes on images with one method, as a figure",
         description="Run one explanation method (Grad-CAM by default) on the images and write "
         "the maps over the images, titled with the explained class and its probability, to OUT "
-        "(PNG, PDF or SVG by extension). --maps also saves the maps, classes and predictions "
-        "as a .npz file (convviz.Explanation.load reads it).",
-        epilog=f"Methods: {methods}. Built-in models: {', '.join(BUILTIN_MODELS)}. Example: "
+        "(PNG, PDF or SVG by extension). A pixel attribution method (saliency, "
+        "integrated_gradients...) draws its attributions as --view says. --maps also saves the "
+        "maps, classes and predictions as a .npz file (convviz.Explanation.load reads it).",
+        epilog=f"{methods} Built-in models: {', '.join(BUILTIN_MODELS)}. Example: "
         "convviz explain efficientnet_lite0 skimage:chelsea --method gradcam_plusplus --out cat.png",
     )
     explain.add_argument("model", metavar="MODEL", help="a .keras file or a built-in model name")
@@ -197,7 +204,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--method", default="gradcam", choices=method_names(), metavar="NAME",
         help="the method (default: %(default)s): " + ", ".join(method_names()),
     )
-    explain.add_argument("--layer", default=None, help="the layer to explain (default: the last convolution)")
+    explain.add_argument(
+        "--layer", default=None,
+        help="the layer a CAM method explains (default: the last convolution); attribution methods take none",
+    )
+    explain.add_argument(
+        "--view", default=None, choices=("signed", "absolute", "overlay", "all"),
+        help="how an attribution method's figure draws them (default: signed): a diverging colormap, "
+        "the magnitude, the magnitude over the image, or a row per image with all three",
+    )
     explain.add_argument(
         "--class-index", default=None, metavar="LIST",
         help="comma-separated class per image, or one for all (default: each image's top class)",
@@ -216,12 +231,18 @@ def _explain(args) -> int:
 
     import convviz
     from convviz.errors import InputError
+    from convviz.methods import LayerMethod, get_method
     from convviz.sources import open_inputs
 
     out = pathlib.Path(args.out)
     formats = Figure().canvas.get_supported_filetypes()
     if out.suffix.lstrip(".").lower() not in formats:
         raise InputError(f"--out {out}: the figure's format comes from its extension, one of {', '.join(sorted(formats))}.")
+    method = get_method(args.method)
+    if args.layer is not None and not issubclass(method, LayerMethod):
+        raise InputError(f"--layer: {args.method} attributes the input pixels and takes no layer.")
+    if args.view is not None and method.kind != "attribution":
+        raise InputError(f"--view draws pixel attributions; {args.method} draws its maps over the images.")
     model, images, _, builtin_names = open_inputs(args.model, args.images)
     class_index = None
     if args.class_index is not None:
@@ -230,9 +251,14 @@ def _explain(args) -> int:
         except ValueError as err:
             raise InputError(f"--class-index takes integers, got {args.class_index!r}.") from err
         class_index = class_index[0] if len(class_index) == 1 else class_index
-    result = convviz.explain(model, images, method=args.method, layer=args.layer, class_index=class_index)
+    if method.kind == "attribution":
+        result = convviz.attribute(model, images, method=method, class_index=class_index)
+        views = {"view": args.view or "signed"}
+    else:
+        result = convviz.explain(model, images, method=method, layer=args.layer, class_index=class_index)
+        views = {}
     try:
-        result.plot(class_names=_names(args.class_names) or builtin_names, save=out)
+        result.plot(class_names=_names(args.class_names) or builtin_names, save=out, **views)
         if args.maps is not None:
             print(result.save(args.maps))
     except OSError as err:

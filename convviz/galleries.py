@@ -2,7 +2,8 @@
 
 :func:`gallery` writes PNG figures (activation grids per layer and image, filter
 patterns per layer, a class activation map per image for each CAM method asked for,
-the CAM methods side by side, the sparsity curve) and an ``index.html`` that shows
+the CAM methods side by side, the pixel attributions of each attribution method asked
+for, the sparsity curve) and an ``index.html`` that shows
 them with captions. The ``convviz gallery`` command and the Sphinx directive
 (:mod:`convviz.sphinxext`) are thin layers over it.
 """
@@ -10,6 +11,7 @@ them with captions. The ``convviz gallery`` command and the Sphinx directive
 from __future__ import annotations
 
 import datetime
+import inspect
 import json
 import pathlib
 import re
@@ -28,7 +30,7 @@ from convviz._version import __version__
 from convviz.errors import InputError
 from convviz.filter_patterns import filters as find_patterns
 from convviz.inspector import Inspector
-from convviz.methods import GradientFreeCAM, get_method, method_names
+from convviz.methods import LayerMethod, get_method, method_names
 from convviz.methods.core import class_name, class_probability
 from convviz.sources import (
     BUILTIN_MODELS,
@@ -52,13 +54,18 @@ DEFAULT_KINDS = ("activations", "filters", "gradcam", "sparsity")
 def kinds() -> tuple[str, ...]:
     """Every figure kind a gallery can hold, in page order: activation grids, filter
     patterns, one kind per registered CAM method (``convviz.methods.method_names("cam")``),
-    ``"cam_methods"`` (the CAM methods side by side, one figure for all images) and the
+    ``"cam_methods"`` (the CAM methods side by side, one figure for all images), one kind
+    per registered pixel attribution method (``method_names("attribution")``) and the
     sparsity curve.
 
-    >>> kinds()[:3], kinds()[-2:]
-    (('activations', 'filters', 'gradcam'), ('cam_methods', 'sparsity'))
+    >>> kinds()[:3], kinds()[-1]
+    (('activations', 'filters', 'gradcam'), 'sparsity')
+    >>> kinds().index("cam_methods") < kinds().index("integrated_gradients") < kinds().index("sparsity")
+    True
     """
-    return ("activations", "filters", *method_names("cam"), "cam_methods", "sparsity")
+    return (
+        "activations", "filters", *method_names("cam"), "cam_methods", *method_names("attribution"), "sparsity"
+    )
 
 
 @dataclass
@@ -169,7 +176,8 @@ def gallery(
     """Write every convviz figure for ``model`` and ``images`` into ``out_dir``.
 
     The folder gets ``activations/``, ``filters/`` and ``gradcam/`` (a folder per CAM
-    method) PNGs, ``cam_methods.png``, ``sparsity.png`` and ``sparsity.csv``, a
+    method) PNGs, ``cam_methods.png``, one PNG per attribution method
+    (``integrated_gradients.png``...), ``sparsity.png`` and ``sparsity.csv``, a
     ``gallery.json`` manifest and an ``index.html`` that shows the figures with
     captions (layer names and shapes, predicted classes and probabilities). It is
     written in a temporary sibling folder and renamed when complete, so a failure
@@ -191,7 +199,11 @@ def gallery(
         ...: one overlay per image) and ``"cam_methods"``: one figure with a row per
         image and a column per CAM method. It compares the CAM methods also named in
         ``kinds``, or every registered one (``convviz.methods.method_names("cam")``)
-        when ``kinds`` names none; each method runs once for both. Default:
+        when ``kinds`` names none; each method runs once for both. Any pixel
+        attribution method name (``"saliency"``, ``"integrated_gradients"``, ...; see
+        :func:`convviz.attribute`) adds one figure: a row per image with the image and
+        its attributions signed, in magnitude and over the image
+        (:func:`convviz.plot.attributions`' ``"all"`` view). Default:
         :data:`DEFAULT_KINDS`.
     layers : list of str, optional
         Layers for activation grids and the sparsity curve. Default: the conv and
@@ -209,7 +221,7 @@ def gallery(
         The layer every CAM method explains (name or ``outer/inner`` path). Default:
         the methods' own, the last convolution. A layer with fewer channels makes the
         gradient-free methods faster: Score-CAM runs the model once per channel and
-        image.
+        image. Attribution methods take no layer: they explain the input pixels.
     class_names : sequence of str, optional
         Output class names, for captions. For a single sigmoid unit give two names
         (negative, positive). Built-in ImageNet models name their classes already.
@@ -221,9 +233,9 @@ def gallery(
     overwrite : bool
         Replace an existing non-empty ``out_dir``.
     verbose : bool
-        Print progress to standard error: a line per step (each CAM method is named
-        as it starts), and a progress bar while a gradient-free method scores its
-        perturbed inputs.
+        Print progress to standard error: a line per step (each method is named as
+        it starts), and a progress bar while a method runs its perturbed inputs
+        (Score-CAM's masked images, integrated gradients' interpolation steps...).
 
     Returns
     -------
@@ -270,9 +282,10 @@ def gallery(
     result = Gallery(path=target, model=net.name, info=_model_info(net, inspector, len(batch)))
     cams = [k for k in kinds if k in method_names("cam")]
     compared = (cams or method_names("cam")) if "cam_methods" in kinds else []
+    attributions = [k for k in kinds if k in method_names("attribution")]
     steps = (
         ("activations" in kinds) * len(batch) * len(act_layers)
-        + len(conv_layers) + len({*cams, *compared}) + bool(compared) + ("sparsity" in kinds)
+        + len(conv_layers) + len({*cams, *compared}) + bool(compared) + len(attributions) + ("sparsity" in kinds)
     )
     progress = _Progress(steps, verbose)
     explain = _Explanations(inspector, batch, cam_layer, verbose, progress)
@@ -286,6 +299,8 @@ def gallery(
     }
     for method in cams:
         builders[method] = lambda tmp, method=method: _cam_figures(explain(method), batch, names, class_names, tmp)
+    for method in attributions:
+        builders[method] = lambda tmp, method=method: _attribution_figures(explain(method), batch, names, class_names, tmp)
 
     def build(tmp: pathlib.Path) -> None:
         for kind in kinds:
@@ -429,10 +444,25 @@ def _describe_prediction(pred: np.ndarray, cls: int, class_names) -> tuple[str, 
     return label, ", ".join(f"{class_name(int(c), class_names)} {float(pred[c]):.3f}" for c in top)
 
 
+def _takes_verbose(cls) -> bool:
+    """Whether a method's constructor takes ``verbose=``: its own, or a base's that it
+    passes ``**kwargs`` on to."""
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        parameters = inspect.signature(init).parameters
+        if "verbose" in parameters:
+            return True
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            return False
+    return False
+
+
 class _Explanations:
-    """Each CAM method's explanation of the gallery's images, computed once on first
-    request (its own section and the comparison share it), with a progress line naming
-    the method as it starts."""
+    """Each method's explanation of the gallery's images, computed once on first
+    request (a CAM's own section and the comparison share it), with a progress line
+    naming the method as it starts."""
 
     def __init__(self, inspector, batch, layer, verbose, progress):
         self.inspector, self.batch, self.layer, self.verbose, self.progress = inspector, batch, layer, verbose, progress
@@ -441,9 +471,9 @@ class _Explanations:
     def __call__(self, method: str, *, why: str = ""):
         if method not in self.done:
             cls = get_method(method)
-            # A gradient-free method's own bar shows its perturbed inputs being scored.
-            options = {"verbose": self.verbose} if issubclass(cls, GradientFreeCAM) else {}
-            if self.layer is not None:
+            # A method's own bar shows its perturbed inputs (masked images, interpolation steps...).
+            options = {"verbose": self.verbose} if _takes_verbose(cls) else {}
+            if self.layer is not None and issubclass(cls, LayerMethod):  # attributions take no layer
                 options["layer"] = self.layer
             explainer = cls(self.inspector, **options)
             where = f" at {explainer.layer}" if getattr(explainer, "layer", None) else ""
@@ -495,6 +525,43 @@ def _cam_methods_figure(explain, methods, batch, names, class_names, tmp, progre
         f"{', '.join(results)} at layer {layers} ({h}\u00d7{w} maps, upsampled), one column per method "
         f"and one row per image, each explaining the image's class: {'; '.join(labels)}.",
     )]
+
+
+def _attribution_figures(explained, batch, names, class_names, tmp):
+    """One figure for all images: a row per image, the ``"all"`` view."""
+    method, title = explained.method, get_method(explained.method).title
+    rows, notes = [], []
+    for i, image_name in enumerate(names):
+        label, top = _describe_prediction(explained.predictions[i], int(explained.class_index[i]), class_names)
+        rows.append(f"{image_name}\n{label}")
+        notes.append(f"{image_name}: {label}{_completeness(explained.details, i)}; top predictions: {top}")
+    fig = plot.attributions(batch, explained.maps, view="all", titles=rows, figsize=(12.0, None))
+    rel = _save(fig, tmp, f"{method}.png")
+    options = ", ".join(f"{k}={v}" for k, v in explained.options.items() if k != "logits")
+    h, w = explained.input_size
+    return [GalleryFigure(
+        method, rel, f"{title}: {', '.join(names)}",
+        f"{title}{f' ({options})' if options else ''}: which of the {h}\u00d7{w} input pixels moved each "
+        "image's class score. Left to right: the image; its attributions summed over the colour channels, "
+        "signed (red for the class, blue against); their magnitude; the magnitude over the image. Each map "
+        f"is clipped at the 99th percentile of its magnitudes. {'. '.join(notes)}.",
+    )]
+
+
+def _completeness(details: dict, i: int) -> str:
+    """How far image ``i``'s attributions sum from its score's change (integrated
+    gradients' completeness), when the method reports it."""
+    if "completeness_gap" not in details:
+        return ""
+    text = f", completeness gap {float(details['completeness_gap'][i]):+.3g}"
+    if "score_difference" in details:
+        text += f" on a score change of {float(details['score_difference'][i]):.3g}"
+    if "relative_gap" in details:
+        relative = float(details["relative_gap"][i])
+        text += " (under 0.1%)" if relative < 0.001 else f" ({relative:.1%})"
+    if "steps" in details:
+        text += f" with {int(details['steps'][i])} steps"
+    return text
 
 
 def _sparsity_figures(inspector, data, layers, tmp, progress):

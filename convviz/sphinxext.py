@@ -13,11 +13,13 @@ Add ``"convviz.sphinxext"`` to ``extensions`` in ``conf.py``, then in any page::
 paths are relative to the page (or to the source folder when they start with ``/``).
 Other options mirror :func:`convviz.gallery`: ``:kinds:`` (any of
 :func:`convviz.galleries.kinds`, which include every registered CAM method, e.g.
-``gradcam_plusplus``, and ``cam_methods``, the methods side by side), ``:layers:``,
+``gradcam_plusplus``, ``cam_methods``, the methods side by side, and every pixel
+attribution method, e.g. ``integrated_gradients``), ``:layers:``,
 ``:filter-layers:``, ``:filters:``, ``:filter-steps:``, ``:max-channels:``,
 ``:cam-layer:`` and ``:class-names:`` (comma-separated).
 
-Each figure links to its PNG, so a wide one (``cam_methods``) opens at full size.
+Each figure links to its PNG, so a wide one (``cam_methods``, an attribution method's)
+opens at full size.
 Figures are cached between builds in ``convviz_gallery_cache`` (default
 ``_convviz_cache`` in the source folder; keep it out of version control), keyed by
 the options, the bytes of the model and image files, the Keras backend and the

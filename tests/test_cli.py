@@ -32,7 +32,7 @@ def test_help_lists_every_command(capsys):
         cli.main(["gallery", "--help"])
     out = capsys.readouterr().out
     for word in ("MODEL", "IMAGE", "--out", "--overwrite", "--kinds", "efficientnet_lite0", "skimage:chelsea",
-                 "cam_methods", "--cam-layer"):
+                 "cam_methods", "--cam-layer", "integrated_gradients", "occlusion"):
         assert word in out
 
 
@@ -115,20 +115,28 @@ def test_gallery_compares_cam_methods_at_a_chosen_layer(tmp_path, saved_model, t
     assert not (tmp_path / "o").exists()
 
 
+def _explain_and_load(tmp_path, saved_model, two_images, capsys, *options):
+    """Run ``convviz explain`` with ``--maps``; (the saved result, the images as loaded)."""
+    import convviz
+
+    fig = tmp_path / "figs" / "explained.png"
+    maps = tmp_path / "maps.npz"
+    argv = ["explain", saved_model, *two_images, "--out", str(fig), *options, "--maps", str(maps)]
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().out.split() == [str(maps), str(fig)]
+    assert fig.stat().st_size > 0
+    return convviz.Explanation.load(maps), convviz.galleries.load_images(two_images)[0]
+
+
 def test_explain_writes_the_figure_and_the_maps(tmp_path, saved_model, two_images, capsys):
     import numpy as np
 
     import convviz
 
-    fig = tmp_path / "figs" / "explained.png"
-    maps = tmp_path / "maps.npz"
-    argv = ["explain", saved_model, *two_images, "--out", str(fig), "--method", "gradcam_plusplus",
-            "--class-index", "1", "--class-names", "a,b,c", "--maps", str(maps)]
-    assert cli.main(argv) == 0
-    assert capsys.readouterr().out.split() == [str(maps), str(fig)]
-    assert fig.stat().st_size > 0
-    saved = convviz.Explanation.load(maps)
-    images, _ = convviz.galleries.load_images(two_images)
+    saved, images = _explain_and_load(
+        tmp_path, saved_model, two_images, capsys, "--method", "gradcam_plusplus", "--class-index", "1",
+        "--class-names", "a,b,c",
+    )
     expected = convviz.explain(saved_model, images, method="gradcam_plusplus", class_index=1)
     np.testing.assert_allclose(saved.maps, expected.maps, atol=1e-6)
     assert saved.method == "gradcam_plusplus" and saved.class_index.tolist() == [1, 1]
@@ -157,3 +165,43 @@ def test_explain_errors_are_one_line(tmp_path, saved_model, two_images, capsys):
     err = capsys.readouterr().err
     assert err.startswith("convviz explain: error: --out") and "png" in err
     assert not (tmp_path / "f.xyz").exists()
+
+
+# -- pixel attributions ----------------------------------------------------------------------
+
+
+def test_gallery_draws_attribution_kinds(tmp_path, saved_model, two_images, capsys):
+    out = tmp_path / "out"
+    argv = ["gallery", saved_model, *two_images, "--out", str(out), "--kinds", "occlusion,saliency", "--quiet"]
+    assert cli.main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["gallery.json", "index.html", "occlusion.png", "saliency.png"]
+    page = (out / "index.html").read_text()
+    assert page.index("<h2>Saliency</h2>") < page.index("<h2>Occlusion</h2>")
+
+
+def test_explain_runs_attribution_methods_with_a_view(tmp_path, saved_model, two_images, capsys):
+    import numpy as np
+
+    import convviz
+
+    saved, images = _explain_and_load(
+        tmp_path, saved_model, two_images, capsys, "--method", "integrated_gradients", "--view", "all",
+        "--class-index", "2",
+    )
+    expected = convviz.attribute(saved_model, images, class_index=2, verbose=False)
+    assert type(saved) is type(expected) and saved.method == "integrated_gradients"
+    assert saved.maps.shape == (2, 32, 32, 3) and saved.class_index.tolist() == [2, 2]
+    np.testing.assert_allclose(saved.maps, expected.maps, atol=1e-6)
+    np.testing.assert_allclose(saved.details["completeness_gap"], expected.details["completeness_gap"], atol=1e-5)
+    # Without --view, the signed view: one panel and its colour bar per image.
+    assert cli.main(["explain", saved_model, two_images[0], "--out", str(tmp_path / "s.png"), "--method", "saliency"]) == 0
+    assert (tmp_path / "s.png").stat().st_size > 0
+
+
+def test_explain_refuses_options_of_the_other_kind(tmp_path, saved_model, two_images, capsys):
+    out = tmp_path / "f.png"
+    assert cli.main(["explain", saved_model, *two_images, "--out", str(out), "--method", "saliency", "--layer", "conv_a"]) == 2
+    assert capsys.readouterr().err.startswith("convviz explain: error: --layer: saliency attributes the input pixels")
+    assert cli.main(["explain", saved_model, *two_images, "--out", str(out), "--view", "all"]) == 2
+    assert capsys.readouterr().err.startswith("convviz explain: error: --view draws pixel attributions; gradcam")
+    assert not out.exists()

@@ -100,7 +100,7 @@ def test_signatures_images_first_options_keyword_only(fn, positional):
 PUBLIC_MODULES = (
     "convviz", "convviz.plot", "convviz.data", "convviz.shapes", "convviz.imagenet",
     "convviz.efficientnet", "convviz.training", "convviz.models", "convviz.filter_patterns",
-    "convviz.sparsity_stats", "convviz.feature_maps", "convviz.methods",
+    "convviz.sparsity_stats", "convviz.feature_maps", "convviz.methods", "convviz.metrics",
 )
 
 # What may be positional without an entry below: the model, then the images
@@ -118,6 +118,14 @@ ALLOWED_POSITIONAL = {
     "convviz.plot.attributions": ["images", "maps"],
     # How the channels combine is the operation itself: aggregate_channels(maps, "abs_sum").
     "convviz.plot.aggregate_channels": ["maps", "how"],
+    # A metric judges maps of a model on images: all three are what is measured.
+    "convviz.metrics.deletion_insertion": ["model", "images", "maps"],
+    "convviz.metrics.confidence_change": ["model", "images", "maps"],
+    "convviz.metrics.mufidelity": ["model", "images", "maps"],
+    # The pointing game needs no model: the maps and the objects' boxes.
+    "convviz.metrics.pointing_game": ["maps", "boxes"],
+    # Two sequences correlated.
+    "convviz.metrics.spearman": ["a", "b"],
     # A lazy batch is its length and how to build its rows: LazyBatch(n * k, build).
     "convviz.methods.cam.LazyBatch": ["length", "build"],
     # The layer is what is visualised, not an option: filters(model, "block1_conv1").

@@ -1,3 +1,4 @@
+import html
 import json
 import os
 import pathlib
@@ -264,7 +265,8 @@ def test_any_registered_cam_method_is_a_gallery_kind(tmp_path):
     model = tiny_model()
     images = random_images(2, size=(32, 32))
     assert convviz.galleries.kinds() == (
-        "activations", "filters", *convviz.methods.method_names("cam"), "cam_methods", "sparsity"
+        "activations", "filters", *convviz.methods.method_names("cam"), "cam_methods",
+        *convviz.methods.method_names("attribution"), "sparsity",
     )
     result = convviz.gallery(model, images, tmp_path / "g", kinds=["gradcam_plusplus", "gradcam"], verbose=False)
     assert [f.kind for f in result.figures] == ["gradcam"] * 2 + ["gradcam_plusplus"] * 2
@@ -372,3 +374,70 @@ def test_cam_layer_sets_the_layer_of_every_cam_kind(tmp_path, explain_calls):
     with pytest.raises(convviz.errors.LayerNotFoundError, match="conv_c"):
         convviz.gallery(model, images, tmp_path / "bad", kinds="cam_methods", cam_layer="conv_c", verbose=False)
     assert not (tmp_path / "bad").exists()
+
+
+# -- pixel attributions ----------------------------------------------------------------------
+
+
+def test_any_registered_attribution_method_is_a_gallery_kind(tmp_path, capsys):
+    model = tiny_model()
+    images = random_images(2, size=(32, 32), seed=5)
+    methods = convviz.methods.method_names("attribution")
+    assert set(methods) >= {"saliency", "gradient_x_input", "smoothgrad", "integrated_gradients", "occlusion"}
+    # cam_layer is for the CAMs: attribution methods, which take no layer, ignore it.
+    result = convviz.gallery(
+        model, list(images), tmp_path / "g", kinds=["sparsity", *methods[::-1], "gradcam"], cam_layer="conv_a",
+        class_names=["ant", "bee", "cow"], image_names=["first", "second"], verbose=False,
+    )
+    assert capsys.readouterr().err == ""  # quiet: no progress bar from the interpolation steps either
+    # Page order: the CAMs, then one figure per attribution method in registry order, then sparsity.
+    assert [f.kind for f in result.figures] == ["gradcam"] * 2 + methods + ["sparsity"]
+    probs = keras.ops.convert_to_numpy(model(images.astype("float32"), training=False))
+    labels = [f"{['ant', 'bee', 'cow'][int(np.argmax(p))]} (p={p.max():.3f})" for p in probs]
+    page = result.index.read_text()
+    for figure in result.figures[2:-1]:
+        title = convviz.methods.get_method(figure.kind).title
+        assert figure.file == f"{figure.kind}.png" and (result.path / figure.file).stat().st_size > 0
+        assert figure.title == f"{title}: first, second"
+        assert figure.caption.startswith(f"{title}") and "32\u00d732 input pixels" in figure.caption
+        for name, label in zip(["first", "second"], labels):
+            assert f"{name}: {label}" in figure.caption
+        assert f"<h2>{html.escape(title)}</h2>" in page
+    assert page.index('id="gradcam"') < page.index('id="saliency"') < page.index('id="sparsity"')
+    # Integrated gradients' caption reports each image's completeness gap.
+    ig = next(f for f in result.figures if f.kind == "integrated_gradients")
+    expected = convviz.attribute(model, images, method="integrated_gradients", verbose=False)
+    assert "(steps=50, rule=gausslegendre, baseline=0.0" in ig.caption
+    for i in range(2):
+        gap, change = expected.details["completeness_gap"][i], expected.details["score_difference"][i]
+        assert f"completeness gap {gap:+.3g} on a score change of {change:.3g}" in ig.caption
+    assert "with 50 steps" in ig.caption and "completeness" not in result.figures[2].caption
+
+
+def test_attribution_figure_is_the_all_view_of_the_methods_result(tmp_path):
+    model = tiny_model()
+    images = random_images(2, size=(32, 32), seed=5)
+    result = convviz.gallery(
+        model, list(images), tmp_path / "g", kinds="smoothgrad", image_names=["a", "b"], verbose=False
+    )
+    (figure,) = result.figures
+    # Drawn independently: the method's own result, plotted with the view the gallery uses.
+    explained = convviz.attribute(model, images, method="smoothgrad", verbose=False)
+    rows = [f"{name}\nclass {c} (p={p[c]:.3f})" for name, c, p in zip("ab", explained.class_index, explained.predictions)]
+    expected = tmp_path / "expected.png"
+    fig = convviz.plot.attributions(images, explained.maps, view="all", titles=rows, figsize=(12.0, None))
+    fig.savefig(expected, dpi=fig.dpi, bbox_inches="tight")
+    with Image.open(result.path / figure.file) as got, Image.open(expected) as want:
+        assert got.size == want.size
+        assert np.array_equal(np.asarray(got), np.asarray(want))
+    assert len(result.plot("smoothgrad").axes) == 1
+
+
+def test_attribution_methods_show_their_progress(tmp_path, capsys):
+    convviz.gallery(
+        tiny_model(), random_images(2, size=(32, 32)), tmp_path / "g", kinds=["integrated_gradients", "saliency"]
+    )
+    err = capsys.readouterr().err
+    assert "[1/2] saliency (Saliency), 2 image(s)" in err
+    assert "[2/2] integrated_gradients (Integrated Gradients), 2 image(s)" in err
+    assert "100/100" in err  # integrated gradients' own bar: 2 images x 50 steps

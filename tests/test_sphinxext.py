@@ -81,6 +81,21 @@ def test_directive_takes_the_cam_methods_kind_and_a_cam_layer(tmp_path):
 
 
 @pytest.mark.slow
+def test_directive_takes_attribution_kinds(tmp_path):
+    src, out = tmp_path / "src", tmp_path / "out"
+    make_project(src)
+    (src / "index.rst").write_text(
+        PAGE.replace(":kinds: gradcam activations", ":kinds: integrated_gradients occlusion").replace("   :layers: conv_b\n", "")
+    )
+    assert build(src, out) == 0
+    page = (out / "index.html").read_text()
+    images = re.findall(r'<img[^>]+src="([^"]+)"', page)
+    assert [src_attr.rsplit("/", 1)[-1] for src_attr in images] == ["integrated_gradients.png", "occlusion.png"]
+    assert all((out / src_attr).is_file() for src_attr in images)
+    assert "Integrated Gradients: photo, coffee" in page and "completeness gap" in page
+
+
+@pytest.mark.slow
 def test_a_broken_directive_fails_the_build_with_a_message(tmp_path, capsys):
     src = tmp_path / "src"
     make_project(src)

@@ -68,11 +68,11 @@ class Attributions(Explanation):
         return maps if maps.shape[1:] == size else _resize(maps[..., None], size)[..., 0]
 
     def plot(self, *, view: str = "signed", aggregate: str = "sum", percentile: float = 99.0,
-             class_names=None, ncols: int = 4, alpha: float = 0.5, figsize=None, save=None):
+             class_names=None, ncols: int = 4, alpha: float = 0.5, cmap=None, figsize=None, save=None):
         """The attribution views (:func:`convviz.plot.attributions`): ``"signed"``
         (diverging colours centred at 0), ``"absolute"``, ``"overlay"`` on the image,
-        or ``"all"``; values beyond the ``percentile``-th of |attribution| are clipped.
-        Titled with each class and its probability."""
+        or ``"all"``; values beyond the ``percentile``-th of ``|attribution|`` are
+        clipped. Titled with each class and its probability."""
         if self.images is None:
             raise InputError(
                 "These Attributions hold no images (loaded from a file); use "
@@ -80,7 +80,7 @@ class Attributions(Explanation):
             )
         titles = [_label(p, int(c), class_names) for p, c in zip(self.predictions, self.class_index)]
         return plot.attributions(self.images, self.maps, view=view, aggregate=aggregate, percentile=percentile,
-                                 titles=titles, ncols=ncols, alpha=alpha, figsize=figsize, save=save)
+                                 titles=titles, ncols=ncols, alpha=alpha, cmap=cmap, figsize=figsize, save=save)
 
     def _extra_arrays(self) -> dict:
         return {f"details/{k}": v for k, v in self.details.items()}
