@@ -34,7 +34,7 @@ __all__ = [
 _REGISTRY: dict[str, type[Method]] = {}
 
 
-RESERVED = frozenset({"activations", "cam_methods", "filters", "sparsity"})
+RESERVED = frozenset({"activations", "cam_methods", "faithfulness", "filters", "sparsity"})
 """Names a method may not take: they are the gallery's other figure kinds."""
 
 
