@@ -35,6 +35,8 @@ def _install_pytorch_peers(session):
         "opencv-python-headless==5.0.0.93", "ttach==0.0.3",
     )
     session.install("tqdm", "scikit-learn")
+    # captum, the pixel attributions' reference; its other needs are installed already.
+    session.install("--no-deps", "captum==0.9.0")
 
 
 @nox.session

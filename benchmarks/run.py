@@ -14,6 +14,13 @@ Xception (weights=None, 299 x 299), each compared with a plain compiled forward 
   gradient CAMs vs Grad-CAM (<= 1.1x), Score-CAM vs its forward passes (<= 1.15x),
   Ablation-CAM vs whole-model ablation (>= 10x faster); on PyTorch, side by side with
   pytorch-grad-cam (see ``cams.py``);
+- ``attributions``: Integrated Gradients and occlusion on EfficientNet-Lite0 (4
+  photos) vs their forward(+backward) passes (<= 1.15x), Integrated Gradients' peak
+  memory with 200 vs 50 steps (<= 1.2x); on PyTorch, side by side with captum (<= 1.0x,
+  see ``attributions.py``);
+- ``metrics``: deletion+insertion of 16 photos' Grad-CAM maps on EfficientNet-Lite0 vs
+  its (2 x steps - 1) x 16 forward passes (<= 1.1x), MuFidelity per image; on PyTorch,
+  side by side with torchcam's DeletionInsertionMetric (see ``metrics.py``);
 - ``filters``: 64 filters of Xception's ``block3_sepconv1`` at 200 x 200, timed over
   10 steps, per filter-step vs the compiled forward+backward floor (<= 1.15x) and vs
   the textbook one-filter-at-a-time compiled loop (no slower).
@@ -39,15 +46,17 @@ import sys
 import time
 
 import activations  # imports common first, which quiets TensorFlow's start-up logs
+import attributions
 import cams
 import cases
 import filters
 import gradcam
 import keras
+import metrics
 import sparsity
 from common import finite_numbers, load_average, machine_info
 
-BENCHMARKS = ("activations", "gradcam", "sparsity", "filters", "cams")
+BENCHMARKS = ("activations", "gradcam", "sparsity", "filters", "cams", "attributions", "metrics")
 RESULTS = pathlib.Path(__file__).parent / "results"
 
 FULL = {
@@ -114,6 +123,14 @@ def run_all(quick=False, only=BENCHMARKS, models=None, repeats=None, log=print) 
         gc.collect()
     if "cams" in only:
         done(cams.run(quick, cfg["repeats"]))
+        keras.utils.clear_session()
+        gc.collect()
+    if "attributions" in only:
+        done(attributions.run(quick, cfg["repeats"]))
+        keras.utils.clear_session()
+        gc.collect()
+    if "metrics" in only:
+        done(metrics.run(quick, cfg["repeats"]))
         keras.utils.clear_session()
         gc.collect()
     return records

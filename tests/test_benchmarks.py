@@ -24,12 +24,22 @@ import run  # noqa: E402
 def test_quick_suite_runs_every_benchmark_with_finite_numbers(tmp_path, capsys):
     payload = run.main(["--quick", "--json", str(tmp_path / "quick.json")])
     records = payload["results"]
-    extra = {"sparsity memory", "cams gradient", "cams gradient-free"}
+    extra = {"sparsity memory", "cams gradient", "cams gradient-free", "attributions ig", "attributions occlusion"}
     if any(r["benchmark"] == "cams vs pytorch-grad-cam" for r in records):  # torch, peers installed
         extra.add("cams vs pytorch-grad-cam")
         peers = [r for r in records if r["benchmark"] == "cams vs pytorch-grad-cam"]
         assert len(peers) == 3 and all(r["max_abs_diff"] < 2e-2 for r in peers), peers
-    assert {r["benchmark"] for r in records} == set(run.BENCHMARKS) - {"cams"} | extra
+    if any(r["benchmark"] == "attributions vs captum" for r in records):  # torch, captum installed
+        extra.add("attributions vs captum")
+        peers = [r for r in records if r["benchmark"] == "attributions vs captum"]
+        assert len(peers) == 2 and all(r["max_relative_l2"] < 2e-2 for r in peers), peers
+    extra |= {"metrics deletion", "metrics mufidelity"}
+    if any(r["benchmark"] == "metrics vs torchcam" for r in records):  # torch, torchcam installed
+        extra.add("metrics vs torchcam")
+        (peer,) = [r for r in records if r["benchmark"] == "metrics vs torchcam"]
+        assert peer["max_auc_diff"] < 1e-2 and peer["max_auc_diff_own_maps"] < 1e-2, peer
+        assert peer["max_map_diff"] < 1e-3, peer
+    assert {r["benchmark"] for r in records} == set(run.BENCHMARKS) - {"cams", "attributions", "metrics"} | extra
     for r in records:
         assert r["ratios"], r["benchmark"]
         assert r["targets"], r["benchmark"]

@@ -31,9 +31,12 @@ class Occlusion(Attribution):
     class score's drop ``score(x) - score(x occluded)``, averaged over the windows
     that cover it (captum's ``Occlusion``). Pixels no window covers get 0.
 
-    Windows sit at ``0, stride, 2 * stride, ...`` while they fit in the image. The
-    N x (windows per image) occluded copies are built one chunk of ``batch_size`` at a
-    time and scored by the compiled model (forward passes only).
+    Windows start at ``0, stride, 2 * stride, ...`` up to the first that reaches the
+    image's far edge (``ceil((H - window) / stride) + 1`` of them per axis, as captum
+    places them); one that would cross the edge is cut there. With ``stride`` larger
+    than ``window`` some pixels are never covered: they get 0. The N x (windows per
+    image) occluded copies are built one chunk of ``batch_size`` at a time and scored
+    by the compiled model (forward passes only).
 
     Examples
     --------
@@ -65,7 +68,9 @@ class Occlusion(Attribution):
         (h, w), (wh, ww), (sh, sw) = size, self.window, self.stride
         if wh > h or ww > w:
             raise InputError(f"The occlusion window {self.window} is larger than the image ({h}, {w}).")
-        return [(y, x) for y in range(0, h - wh + 1, sh) for x in range(0, w - ww + 1, sw)]
+        rows = [i * sh for i in range(-(-(h - wh) // sh) + 1)]
+        cols = [i * sw for i in range(-(-(w - ww) // sw) + 1)]
+        return [(y, x) for y in rows for x in cols]
 
     def compute(self, images, classes, scores):
         n = len(images)
