@@ -2,7 +2,8 @@
 
 Feature maps (:func:`activations`), filter patterns (:func:`filters`), where the
 evidence for a class is (:func:`explain`, :func:`cam`, :func:`gradcam`), which pixels
-moved it (:func:`attribute`; the methods are in :mod:`convviz.methods`) and activation sparsity (:func:`sparsity`), on the
+moved it (:func:`attribute`; the methods are in :mod:`convviz.methods`), which of those
+explanations to trust (:func:`evaluate`) and activation sparsity (:func:`sparsity`), on the
 TensorFlow, JAX and PyTorch backends.
 
 >>> import convviz, keras
@@ -12,6 +13,7 @@ TensorFlow, JAX and PyTorch backends.
 
 from convviz import data, errors, methods, metrics, models, plot, training
 from convviz._version import __version__ as __version__
+from convviz.evaluation import EvaluationTable, evaluate
 from convviz.feature_maps import Activations, activations
 from convviz.filter_patterns import FilterPatterns, filters
 from convviz.galleries import Gallery, gallery
@@ -21,7 +23,7 @@ from convviz.methods.api import attribute, cam, explain, gradcam
 from convviz.sparsity_stats import LayerSparsity, SparsityTable, sparsity
 
 __all__ = [
-    "Activations", "FilterPatterns", "LayerSparsity", "SparsityTable",
-    "Explanation", "Gallery", "Inspector", "LayerInfo", "activations", "attribute", "cam", "data", "errors", "explain",
+    "Activations", "EvaluationTable", "FilterPatterns", "LayerSparsity", "SparsityTable",
+    "Explanation", "Gallery", "Inspector", "LayerInfo", "activations", "attribute", "cam", "data", "errors", "evaluate", "explain",
     "filters", "gallery", "gradcam", "methods", "metrics", "models", "plot", "sparsity", "training",
 ]

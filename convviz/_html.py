@@ -1,10 +1,41 @@
-"""The gallery's ``index.html``: inline CSS, relative links, captions escaped."""
+"""The ``index.html`` of a gallery or an evaluation report: inline CSS, relative
+links, captions escaped."""
 
 from __future__ import annotations
 
+import datetime
 import html
+from typing import NamedTuple
 
-__all__ = ["page"]
+import keras
+
+from convviz._version import __version__
+
+__all__ = ["PageData", "model_info", "page", "table"]
+
+
+class PageData(NamedTuple):
+    """What a page shows: the model's name, its facts (:func:`model_info`) and the
+    figures (objects with ``kind``, ``file``, ``title``, ``caption`` and ``group``)."""
+
+    model: str
+    info: dict
+    figures: list
+
+
+def model_info(model, inspector, n_images: int) -> dict:
+    """The model facts a page shows under its heading."""
+    return {
+        "model": model.name,
+        "parameters": int(model.count_params()),
+        "input_shape": list(inspector.input_shape),
+        "layers": len(inspector.layers()),
+        "images": n_images,
+        "backend": keras.backend.backend(),
+        "keras": keras.__version__,
+        "convviz": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
 
 
 def shape_text(shape) -> str:
@@ -20,14 +51,32 @@ section{margin-top:2.5rem} .grid{display:flex;flex-wrap:wrap;gap:1.5rem}
 figure{margin:0;flex:1 1 360px;max-width:100%;border:1px solid #ddd;border-radius:6px;padding:.6rem;
 background:#fafafa} figure img{width:100%;height:auto;display:block}
 figcaption{font-size:.9rem;margin-top:.4rem;color:#333} figcaption b{display:block;margin-bottom:.2rem}
+table{border-collapse:collapse;font-size:.85rem;margin-top:1rem} th,td{border:1px solid #ddd;padding:.25rem .5rem;
+text-align:right} th:first-child,td:first-child{text-align:left} th{background:#f0f0f0}
 """
 
 
-def page(result, sections: dict[str, str]) -> str:
-    """The gallery's index.html: ``result`` is a :class:`~convviz.galleries.Gallery`,
-    ``sections`` maps each figure kind to its heading, in page order."""
+def table(header: list[str], rows: list[list[tuple[str, bool]]]) -> str:
+    """An HTML table: ``header`` cells, then rows of ``(text, bold)`` cells, escaped."""
+    e = html.escape
+    head = "".join(f"<th>{e(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td><b>{e(text)}</b></td>" if bold else f"<td>{e(text)}</td>" for text, bold in row)
+        + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def page(result, sections: dict[str, str], *, heading: str | None = None, intro: str = "") -> str:
+    """The index.html: ``result`` is a :class:`~convviz.galleries.Gallery` or a
+    :class:`PageData`, ``sections`` maps each figure kind to its heading, in page
+    order. ``heading`` replaces the gallery's; ``intro`` is HTML put before the
+    figures (already escaped)."""
     e = html.escape
     info = result.info
+    title = f"convviz: {heading}" if heading else f"convviz gallery: {result.model}"
+    heading = heading or f"What {result.model} learned"
     parts = []
     for kind, title in sections.items():
         figs = [f for f in result.figures if f.kind == kind]
@@ -56,8 +105,8 @@ def page(result, sections: dict[str, str]) -> str:
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        f"<title>convviz gallery: {e(result.model)}</title><style>{_CSS}</style></head>\n<body>\n"
-        f"<h1>What {e(result.model)} learned</h1>\n<p class=\"meta\">{e(meta)}</p>\n<nav>{nav}</nav>\n"
+        f"<title>{e(title)}</title><style>{_CSS}</style></head>\n<body>\n"
+        f"<h1>{e(heading)}</h1>\n<p class=\"meta\">{e(meta)}</p>\n{intro}<nav>{nav}</nav>\n"
         + "\n".join(parts)
         + "\n</body></html>\n"
     )

@@ -90,6 +90,58 @@ def _gallery(args) -> int:
     return 0
 
 
+def _evaluate(args) -> int:
+    """Every method judged by every metric on some images: CSV tables, figures, a page."""
+    import convviz
+    from convviz import evaluation
+    from convviz._files import check_out_dir
+    from convviz.methods import LayerMethod, get_method
+    from convviz.sources import open_inputs
+
+    # Everything is checked before anything is computed, and written only at the end.
+    target = check_out_dir(args.out, overwrite=args.overwrite)
+    methods, metrics = (_names(args.methods) or ["gradcam"]), _names(args.metrics)
+    methods = evaluation._check_methods("all" if methods == ["all"] else methods)
+    metrics = "all" if metrics == ["all"] else metrics
+    evaluation._check_metrics(metrics, boxes=args.boxes is not None)
+    method_options = evaluation.parse_options(args.method_option, what="--method-option")
+    metric_options = evaluation.parse_options(args.metric_option, what="--metric-option")
+    if args.cam_layer is not None:
+        for name in methods:
+            if issubclass(get_method(name), LayerMethod):
+                method_options.setdefault(name, {}).setdefault("layer", args.cam_layer)
+    class_index = _class_index(args.class_index)
+    model, images, names, _ = open_inputs(args.model, args.images)
+    boxes = None
+    if args.boxes is not None:
+        size = convviz.Inspector.of(model).input_shape[:2]
+        boxes = evaluation.read_boxes(args.boxes, names=names, sizes=[im.shape[:2] for im in images], size=size)
+    table = convviz.evaluate(
+        model, images, methods=methods, metrics=metrics, boxes=boxes, class_index=class_index,
+        method_options=method_options, metric_options=metric_options, image_names=names, seed=args.seed,
+        bootstrap=args.bootstrap, verbose=not args.quiet,
+    )
+    try:
+        index = table.report(target, overwrite=args.overwrite)
+    except OSError as err:
+        raise convviz.errors.InputError(f"Cannot write {err.filename or target}: {err.strerror or err}.") from err
+    print(index)
+    return 0
+
+
+def _class_index(text: str | None):
+    """``--class-index``: None, one class for all images, or one per image."""
+    from convviz.errors import InputError
+
+    if text is None:
+        return None
+    try:
+        classes = [int(c) for c in _names(text)]
+    except ValueError as err:
+        raise InputError(f"--class-index takes integers, got {text!r}.") from err
+    return classes[0] if len(classes) == 1 else classes
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="convviz",
@@ -132,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Render activation grids per layer and image, filter patterns for a few "
         "layers, a class activation map per image (Grad-CAM; --kinds adds other CAM methods, and "
         "cam_methods a figure comparing them, or all of them when no other is named; a pixel "
-        "attribution method such as integrated_gradients adds a figure of its attributions) and "
+        "attribution method such as integrated_gradients adds a figure of its attributions; "
+        "faithfulness judges the CAM methods with convviz evaluate's metrics) and "
         "the sparsity curve into OUT as PNG files, "
         "with an index.html that shows them with captions (layer names and shapes, predicted "
         "classes and probabilities). OUT is written atomically: on any error nothing is left "
@@ -197,9 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"{methods} Built-in models: {', '.join(BUILTIN_MODELS)}. Example: "
         "convviz explain efficientnet_lite0 skimage:chelsea --method gradcam_plusplus --out cat.png",
     )
-    explain.add_argument("model", metavar="MODEL", help="a .keras file or a built-in model name")
-    explain.add_argument("images", metavar="IMAGE", nargs="+", help="image files, or skimage:NAME")
-    explain.add_argument("--out", required=True, metavar="FILE", help="the figure to write (.png, .pdf, .svg)")
+    _inputs(explain, out="FILE", out_help="the figure to write (.png, .pdf, .svg)")
     explain.add_argument(
         "--method", default="gradcam", choices=method_names(), metavar="NAME",
         help="the method (default: %(default)s): " + ", ".join(method_names()),
@@ -213,14 +264,75 @@ def build_parser() -> argparse.ArgumentParser:
         help="how an attribution method's figure draws them (default: signed): a diverging colormap, "
         "the magnitude, the magnitude over the image, or a row per image with all three",
     )
-    explain.add_argument(
-        "--class-index", default=None, metavar="LIST",
-        help="comma-separated class per image, or one for all (default: each image's top class)",
-    )
+    _class_index_argument(explain)
     explain.add_argument("--class-names", default=None, metavar="LIST", help="comma-separated class names for titles")
     explain.add_argument("--maps", default=None, metavar="FILE", help="also save the maps as a .npz file")
     explain.set_defaults(func=_explain)
+
+    from convviz.evaluation import METRICS, metric_names
+
+    metrics = "; ".join(f"{name} ({info.better} is better)" for name, info in METRICS.items())
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="judge how faithful explanation methods are, with CSV tables, figures and an index.html",
+        description="Explain the images with each method (Grad-CAM by default; any CAM or pixel attribution "
+        "method) and judge the maps with faithfulness metrics, image by image: deletion and insertion, "
+        "Average Drop and Increase in Confidence, MuFidelity by default; with --boxes the pointing game and "
+        "its energy; randomization on request (three more explanations per method, one of them by a copy "
+        "of the model with every weighted layer re-initialised). OUT gets evaluation.csv (one line per method, image and metric), summary.csv "
+        "(each metric's mean over the images with a 95%% bootstrap interval), evaluation.json, summary.png, "
+        "curves.png and an index.html. Everything is checked before anything is computed, and OUT is "
+        "written atomically: on any error nothing is left behind.",
+        epilog=f"Metrics: {metrics}. Built-in models: {', '.join(BUILTIN_MODELS)}. Example: convviz evaluate "
+        "efficientnet_lite0 skimage:chelsea skimage:coffee --methods gradcam,layercam,saliency --out faithfulness",
+    )
+    _inputs(evaluate, out="DIR", out_help="output folder; must be empty or absent")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    evaluate.add_argument(
+        "--methods", default=None, metavar="LIST",
+        help="comma-separated methods, or all (default: gradcam): " + ", ".join(method_names()),
+    )
+    evaluate.add_argument(
+        "--metrics", default=None, metavar="LIST",
+        help=f"comma-separated metrics, or all (default: {','.join(metric_names(default=True))}, and with "
+        "--boxes pointing_game,energy): " + ", ".join(METRICS),
+    )
+    evaluate.add_argument(
+        "--boxes", default=None, metavar="FILE.json",
+        help="the objects' boxes, [x0, y0, x1, y1] in pixels of each image as read: a list (one per image), "
+        "an object keyed by image name, or a convviz shapes dataset's boxes.json",
+    )
+    evaluate.add_argument(
+        "--cam-layer", default=None, metavar="LAYER", help="the layer every CAM method explains (default: the last convolution)",
+    )
+    evaluate.add_argument(
+        "--method-option", action="append", default=[], metavar="NAME.OPTION=VALUE",
+        help="an option of one method, e.g. occlusion.stride=16 or scorecam.layer=top_conv (repeatable)",
+    )
+    evaluate.add_argument(
+        "--metric-option", action="append", default=[], metavar="NAME.OPTION=VALUE",
+        help="an option of one metric, e.g. deletion.steps=10 or mufidelity.samples=100 (repeatable)",
+    )
+    _class_index_argument(evaluate)
+    evaluate.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default: %(default)s)")
+    evaluate.add_argument("--seed", type=int, default=0, metavar="N", help="seeds the metrics and the bootstrap (default: %(default)s)")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress output")
+    evaluate.set_defaults(func=_evaluate)
     return parser
+
+
+def _inputs(parser, *, out: str, out_help: str) -> None:
+    """MODEL, IMAGE... and --out, as ``explain`` and ``evaluate`` take them."""
+    parser.add_argument("model", metavar="MODEL", help="a .keras file or a built-in model name")
+    parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files, or skimage:NAME")
+    parser.add_argument("--out", required=True, metavar=out, help=out_help)
+
+
+def _class_index_argument(parser) -> None:
+    parser.add_argument(
+        "--class-index", default=None, metavar="LIST",
+        help="comma-separated class per image, or one for all (default: each image's top class)",
+    )
 
 
 def _explain(args) -> int:
@@ -244,13 +356,7 @@ def _explain(args) -> int:
     if args.view is not None and method.kind != "attribution":
         raise InputError(f"--view draws pixel attributions; {args.method} draws its maps over the images.")
     model, images, _, builtin_names = open_inputs(args.model, args.images)
-    class_index = None
-    if args.class_index is not None:
-        try:
-            class_index = [int(c) for c in _names(args.class_index)]
-        except ValueError as err:
-            raise InputError(f"--class-index takes integers, got {args.class_index!r}.") from err
-        class_index = class_index[0] if len(class_index) == 1 else class_index
+    class_index = _class_index(args.class_index)
     if method.kind == "attribution":
         result = convviz.attribute(model, images, method=method, class_index=class_index)
         views = {"view": args.view or "signed"}

@@ -3,31 +3,33 @@
 :func:`gallery` writes PNG figures (activation grids per layer and image, filter
 patterns per layer, a class activation map per image for each CAM method asked for,
 the CAM methods side by side, the pixel attributions of each attribution method asked
-for, the sparsity curve) and an ``index.html`` that shows
-them with captions. The ``convviz gallery`` command and the Sphinx directive
+for, how faithful the CAM methods' maps are, the sparsity curve) and an ``index.html``
+that shows them with captions. The ``convviz gallery`` command and the Sphinx directive
 (:mod:`convviz.sphinxext`) are thin layers over it.
 """
 
 from __future__ import annotations
 
-import datetime
-import inspect
 import json
 import pathlib
 import re
-import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
-import keras
 import numpy as np
 
 from convviz import _html, _layers, plot
 from convviz._files import build_atomically, check_out_dir
 from convviz._validation import check_positive_int, check_verbose
-from convviz._version import __version__
 from convviz.errors import InputError
+from convviz.evaluation import (
+    _computations,
+    _evaluate,
+    _StepLines,
+    _summary_caption,
+    _takes_verbose,
+    metric_names,
+)
 from convviz.filter_patterns import filters as find_patterns
 from convviz.inspector import Inspector
 from convviz.methods import LayerMethod, get_method, method_names
@@ -55,16 +57,19 @@ def kinds() -> tuple[str, ...]:
     """Every figure kind a gallery can hold, in page order: activation grids, filter
     patterns, one kind per registered CAM method (``convviz.methods.method_names("cam")``),
     ``"cam_methods"`` (the CAM methods side by side, one figure for all images), one kind
-    per registered pixel attribution method (``method_names("attribution")``) and the
+    per registered pixel attribution method (``method_names("attribution")``),
+    ``"faithfulness"`` (the CAM methods' maps judged by :func:`convviz.evaluate`) and the
     sparsity curve.
 
-    >>> kinds()[:3], kinds()[-1]
-    (('activations', 'filters', 'gradcam'), 'sparsity')
-    >>> kinds().index("cam_methods") < kinds().index("integrated_gradients") < kinds().index("sparsity")
+    >>> kinds()[:3], kinds()[-2:]
+    (('activations', 'filters', 'gradcam'), ('faithfulness', 'sparsity'))
+    >>> kinds().index("cam_methods") < kinds().index("integrated_gradients") < kinds().index("faithfulness")
     True
     """
+    # No method takes the name of another kind: convviz.methods.core.RESERVED holds them.
     return (
-        "activations", "filters", *method_names("cam"), "cam_methods", *method_names("attribution"), "sparsity"
+        "activations", "filters", *method_names("cam"), "cam_methods", *method_names("attribution"),
+        "faithfulness", "sparsity",
     )
 
 
@@ -177,7 +182,8 @@ def gallery(
 
     The folder gets ``activations/``, ``filters/`` and ``gradcam/`` (a folder per CAM
     method) PNGs, ``cam_methods.png``, one PNG per attribution method
-    (``integrated_gradients.png``...), ``sparsity.png`` and ``sparsity.csv``, a
+    (``integrated_gradients.png``...), ``faithfulness.png`` and its CSV tables,
+    ``sparsity.png`` and ``sparsity.csv``, a
     ``gallery.json`` manifest and an ``index.html`` that shows the figures with
     captions (layer names and shapes, predicted classes and probabilities). It is
     written in a temporary sibling folder and renamed when complete, so a failure
@@ -203,8 +209,13 @@ def gallery(
         attribution method name (``"saliency"``, ``"integrated_gradients"``, ...; see
         :func:`convviz.attribute`) adds one figure: a row per image with the image and
         its attributions signed, in magnitude and over the image
-        (:func:`convviz.plot.attributions`' ``"all"`` view). Default:
-        :data:`DEFAULT_KINDS`.
+        (:func:`convviz.plot.attributions`' ``"all"`` view). ``"faithfulness"``
+        judges the CAM methods named in ``kinds`` (Grad-CAM when none is) with
+        :func:`convviz.evaluate`'s default metrics on the gallery's images (their maps
+        are computed once for every figure): one figure with each metric's mean and
+        its bootstrap interval per method, the numbers in its caption, and
+        ``faithfulness.csv`` (one line per method, image and metric) and
+        ``faithfulness_summary.csv``. Default: :data:`DEFAULT_KINDS`.
     layers : list of str, optional
         Layers for activation grids and the sparsity curve. Default: the conv and
         pooling layers, thinned to 8 evenly spaced ones for deep models.
@@ -279,20 +290,24 @@ def gallery(
     else:
         conv_layers = []
 
-    result = Gallery(path=target, model=net.name, info=_model_info(net, inspector, len(batch)))
+    result = Gallery(path=target, model=net.name, info=_html.model_info(net, inspector, len(batch)))
     cams = [k for k in kinds if k in method_names("cam")]
     compared = (cams or method_names("cam")) if "cam_methods" in kinds else []
+    judged = (cams or ["gradcam"]) if "faithfulness" in kinds else []
     attributions = [k for k in kinds if k in method_names("attribution")]
     steps = (
         ("activations" in kinds) * len(batch) * len(act_layers)
-        + len(conv_layers) + len({*cams, *compared}) + bool(compared) + len(attributions) + ("sparsity" in kinds)
+        + len(conv_layers) + len({*cams, *compared, *judged}) + bool(compared) + len(attributions)
+        + len(judged) * len(_computations(metric_names(default=True), None)) + ("sparsity" in kinds)
     )
-    progress = _Progress(steps, verbose)
+    progress = _StepLines(steps, verbose)
     explain = _Explanations(inspector, batch, cam_layer, verbose, progress)
     builders: dict[str, Callable] = {
         "activations": lambda tmp: _activation_figures(inspector, batch, names, act_layers, max_channels, tmp, progress),
         "filters": lambda tmp: _filter_figures(inspector, conv_layers, filters, filter_steps, tmp, progress),
         "cam_methods": lambda tmp: _cam_methods_figure(explain, compared, batch, names, class_names, tmp, progress),
+        "faithfulness": lambda tmp: _faithfulness_figure(explain, judged, inspector, batch, names, cam_layer, tmp,
+                                                         verbose, progress),
         "sparsity": lambda tmp: _sparsity_figures(
             inspector, batch if sparsity_data is None else sparsity_data, act_layers, tmp, progress
         ),
@@ -309,7 +324,7 @@ def gallery(
         (tmp / "index.html").write_text(_html.page(result, _section_titles(kinds)), encoding="utf-8")
 
     build_atomically(target, build)
-    progress.done(target / "index.html")
+    progress.say(f"Gallery written in {progress.elapsed:.1f} s: {target / 'index.html'}")
     return result
 
 
@@ -329,7 +344,7 @@ def _check_kinds(requested) -> tuple[str, ...]:
 def _section_titles(selected) -> dict[str, str]:
     fixed = {
         "activations": "Activations", "filters": "Filter patterns", "cam_methods": "CAM methods compared",
-        "sparsity": "Sparsity across depth",
+        "faithfulness": "Faithfulness", "sparsity": "Sparsity across depth",
     }
     return {k: fixed[k] if k in fixed else get_method(k).title for k in selected}
 
@@ -362,20 +377,6 @@ def _default_filter_layers(inspector: Inspector) -> list[str]:
     if not convs:
         raise InputError("The model has no convolution layer to draw filters for; pass filter_layers=[...].")
     return _spread(convs, 3)
-
-
-def _model_info(model, inspector: Inspector, n_images: int) -> dict:
-    return {
-        "model": model.name,
-        "parameters": int(model.count_params()),
-        "input_shape": list(inspector.input_shape),
-        "layers": len(inspector.layers()),
-        "images": n_images,
-        "backend": keras.backend.backend(),
-        "keras": keras.__version__,
-        "convviz": __version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-    }
 
 
 def _slug(text: str) -> str:
@@ -442,21 +443,6 @@ def _describe_prediction(pred: np.ndarray, cls: int, class_names) -> tuple[str, 
         return label, f"{class_name(1, class_names)} {p:.3f} / {class_name(0, class_names)} {1 - p:.3f}"
     top = np.argsort(-pred, kind="stable")[:3]
     return label, ", ".join(f"{class_name(int(c), class_names)} {float(pred[c]):.3f}" for c in top)
-
-
-def _takes_verbose(cls) -> bool:
-    """Whether a method's constructor takes ``verbose=``: its own, or a base's that it
-    passes ``**kwargs`` on to."""
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        parameters = inspect.signature(init).parameters
-        if "verbose" in parameters:
-            return True
-        if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-            return False
-    return False
 
 
 class _Explanations:
@@ -564,6 +550,28 @@ def _completeness(details: dict, i: int) -> str:
     return text
 
 
+def _faithfulness_figure(explain, methods, inspector, batch, names, layer, tmp, verbose, progress):
+    """The CAM methods judged on the gallery's images, with the maps it already has."""
+    options = {m: {"layer": layer} for m in methods if layer is not None and issubclass(get_method(m), LayerMethod)}
+    chosen = metric_names(default=True)
+    table = _evaluate(
+        inspector, batch, methods, chosen, explain=lambda m: explain(m, why="faithfulness: "),
+        method_options=options, computations=_computations(chosen, None), boxes=None, image_names=names, seed=0,
+        bootstrap=1000, batch_size=None, verbose=verbose, steps=progress,
+    )
+    summary = table.summary()
+    table.to_csv(tmp / "faithfulness.csv")
+    summary.to_csv(tmp / "faithfulness_summary.csv")
+    rel = _save(summary.plot(), tmp, "faithfulness.png")
+    layers = ", ".join(dict.fromkeys(explain(m).layer for m in methods))
+    return [GalleryFigure(
+        "faithfulness", rel, f"Faithfulness of {', '.join(summary.titles.values())}",
+        f"How faithful each CAM method's maps at layer {layers} are to the model, on the {len(names)} image(s) "
+        f"(convviz.evaluate's default metrics; tables: faithfulness.csv, faithfulness_summary.csv). "
+        + _summary_caption(summary),
+    )]
+
+
 def _sparsity_figures(inspector, data, layers, tmp, progress):
     progress.step("sparsity")
     table = sparsity(inspector, data, layers=layers, verbose=False)
@@ -583,21 +591,3 @@ def _manifest(result: Gallery) -> str:
     return json.dumps(
         {"model": result.model, "info": result.info, "figures": [asdict(f) for f in result.figures]}, indent=2
     )
-
-
-class _Progress:
-    """``[k/n] what`` lines on standard error, with elapsed seconds."""
-
-    def __init__(self, total: int, verbose: bool):
-        self.total, self.verbose, self.count, self.start = total, verbose, 0, time.perf_counter()
-
-    def step(self, what: str) -> None:
-        self.count += 1
-        if self.verbose:
-            elapsed = time.perf_counter() - self.start
-            print(f"[{self.count}/{self.total}] {what}  ({elapsed:.1f} s)", file=sys.stderr, flush=True)
-
-    def done(self, index: pathlib.Path) -> None:
-        if self.verbose:
-            elapsed = time.perf_counter() - self.start
-            print(f"Gallery written in {elapsed:.1f} s: {index}", file=sys.stderr, flush=True)

@@ -205,3 +205,106 @@ def test_explain_refuses_options_of_the_other_kind(tmp_path, saved_model, two_im
     assert cli.main(["explain", saved_model, *two_images, "--out", str(out), "--view", "all"]) == 2
     assert capsys.readouterr().err.startswith("convviz explain: error: --view draws pixel attributions; gradcam")
     assert not out.exists()
+
+
+# -- evaluate --------------------------------------------------------------------------------
+
+QUICK = ["--metric-option", "deletion.steps=4", "--metric-option", "mufidelity.samples=10", "--quiet"]
+
+
+def test_evaluate_writes_tables_figures_and_a_page(tmp_path, saved_model, two_images, capsys):
+    import json
+
+    import numpy as np
+
+    import convviz
+
+    out = tmp_path / "out"
+    boxes = tmp_path / "boxes.json"
+    # In the files' own 40x48 pixels, keyed by file name; the model sees 32x32.
+    boxes.write_text(json.dumps({"photo0.png": [0, 0, 24, 20], "photo1.png": [24, 20, 48, 40]}))
+    argv = ["evaluate", saved_model, *two_images, "--out", str(out), "--methods", "gradcam,saliency",
+            "--boxes", str(boxes), "--cam-layer", "conv_a", "--method-option", "saliency.abs=false", *QUICK]
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().out.strip() == str(out.absolute() / "index.html")
+    assert sorted(p.name for p in out.iterdir()) == [
+        "curves.png", "evaluation.csv", "evaluation.json", "index.html", "report.json", "summary.csv", "summary.png"]
+    table = convviz.EvaluationTable.load(out / "evaluation.json")
+    assert table.methods == ["gradcam", "saliency"] and table.image_names == ["photo0", "photo1"]
+    assert table.metrics[-2:] == ["pointing_game", "energy"]
+    assert table.settings["method_options"] == {"gradcam": {"layer": "conv_a"}, "saliency": {"abs": False}}
+    # The same numbers from Python, with the boxes scaled to the model's input by hand.
+    images = convviz.galleries.load_images(two_images)[0]
+    expected = convviz.evaluate(
+        saved_model, images, methods=["gradcam", "saliency"], boxes=[(0, 0, 16, 16), (16, 16, 32, 32)],
+        method_options={"gradcam": {"layer": "conv_a"}, "saliency": {"abs": False}},
+        metric_options={"deletion": {"steps": 4}, "mufidelity": {"samples": 10}}, verbose=False,
+    )
+    for method in table.methods:
+        for metric in table.metrics:
+            np.testing.assert_allclose(table.values[method][metric], expected.values[method][metric], atol=1e-6)
+    assert (out / "summary.csv").read_text() == expected.summary().to_csv()
+    assert "Saliency" in (out / "index.html").read_text()
+
+
+def test_evaluate_all_methods_and_metrics_by_name(tmp_path, saved_model, two_images, capsys):
+    out = tmp_path / "out"
+    argv = ["evaluate", saved_model, *two_images, "--out", str(out), "--methods", "all", "--metrics", "all",
+            "--method-option", "occlusion.window=8", "--method-option", "scorecam.batch_size=64",
+            "--method-option", "integrated_gradients.steps=4", "--method-option", "smoothgrad.samples=4", *QUICK]
+    assert cli.main(argv) == 0
+    import convviz
+
+    table = convviz.EvaluationTable.load(out / "evaluation.json")
+    assert table.methods == convviz.methods.method_names()
+    assert table.metrics == ["deletion", "insertion", "average_drop", "increase_in_confidence", "mufidelity",
+                             "randomization"]
+
+
+def _evaluate_fails(argv, capsys, message):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("convviz evaluate: error:") and message in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_evaluate_errors_are_one_line_and_write_nothing(tmp_path, saved_model, two_images, capsys):
+    out = tmp_path / "out"
+    base = ["evaluate", saved_model, *two_images, "--out", str(out), "--quiet"]
+    (tmp_path / "bad.json").write_text("[[0, 0, 4, 4]]")
+    cases = [
+        (["--methods", "gradcm"], "did you mean 'gradcam'"),
+        (["--metrics", "delet"], "did you mean 'deletion'"),
+        (["--metrics", "energy"], "energy need the objects' boxes"),
+        (["--boxes", str(tmp_path / "bad.json")], "1 box(es) for 2 image(s)"),
+        (["--boxes", str(tmp_path / "missing.json")], "Cannot read the boxes file"),
+        (["--method-option", "occlusion"], "NAME.OPTION=VALUE"),
+        (["--method-option", "gradcam.stride=3"], "stride"),
+        (["--metric-option", "deletion.samples=3"], "unknown option 'samples'"),
+        (["--cam-layer", "nope"], "nope"),
+        (["--class-index", "x"], "--class-index takes integers"),
+        (["--class-index", "7"], "out of range"),
+        (["--bootstrap", "0"], "bootstrap"),
+    ]
+    for extra, message in cases:
+        _evaluate_fails(base + extra, capsys, message)
+    _evaluate_fails(["evaluate", str(tmp_path / "nope.keras"), *two_images, "--out", str(out)], capsys, "nope.keras")
+    assert not out.exists()
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    _evaluate_fails(base, capsys, "--overwrite")
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert cli.main([*base, "--overwrite", "--metrics", "average_drop"]) == 0
+    assert "notes.txt" not in {p.name for p in out.iterdir()}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.json", "images", "out", "tiny.keras"]
+
+
+def test_evaluate_help_lists_methods_and_metrics(capsys):
+    import convviz
+
+    with pytest.raises(SystemExit):
+        cli.main(["evaluate", "--help"])
+    out = capsys.readouterr().out
+    for word in ("--methods", "--metrics", "--boxes", "--overwrite", "--method-option", "--metric-option",
+                 "efficientnet_lite0", *convviz.methods.method_names(), *convviz.evaluation.METRICS):
+        assert word in out, word

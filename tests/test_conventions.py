@@ -100,7 +100,7 @@ def test_signatures_images_first_options_keyword_only(fn, positional):
 PUBLIC_MODULES = (
     "convviz", "convviz.plot", "convviz.data", "convviz.shapes", "convviz.imagenet",
     "convviz.efficientnet", "convviz.training", "convviz.models", "convviz.filter_patterns",
-    "convviz.sparsity_stats", "convviz.feature_maps", "convviz.methods", "convviz.metrics",
+    "convviz.sparsity_stats", "convviz.feature_maps", "convviz.methods", "convviz.metrics", "convviz.evaluation",
 )
 
 # What may be positional without an entry below: the model, then the images
@@ -204,7 +204,8 @@ def test_the_walk_sees_the_whole_api():
         "convviz.sparsity", "convviz.gallery", "convviz.Inspector", "convviz.plot.activations",
         "convviz.data.load_datasets", "convviz.shapes.make_offline_dataset",
         "convviz.imagenet.decode_predictions", "convviz.efficientnet.eval_transform",
-        "convviz.training.fit", "convviz.models.small_convnet", "convviz.methods.GradCAM",
+        "convviz.training.fit", "convviz.models.small_convnet", "convviz.methods.GradCAM", "convviz.evaluate",
+        "convviz.evaluation.read_boxes",
     ):
         assert must in found
     assert len(PUBLIC) > 60
@@ -265,11 +266,11 @@ def test_the_walk_catches_a_violation():
 
 
 def test_result_types_plot_themselves():
-    from convviz import feature_maps, filter_patterns, methods, sparsity_stats
+    from convviz import evaluation, feature_maps, filter_patterns, methods, sparsity_stats
 
     for cls in (
         feature_maps.Activations, filter_patterns.FilterPatterns, sparsity_stats.SparsityTable,
-        methods.Explanation, training.TrainingResult,
+        methods.Explanation, training.TrainingResult, evaluation.EvaluationTable, evaluation.EvaluationSummary,
     ):
         assert callable(getattr(cls, "plot", None)), cls.__name__
     assert "Activations" in feature_maps.__all__

@@ -266,7 +266,7 @@ def test_any_registered_cam_method_is_a_gallery_kind(tmp_path):
     images = random_images(2, size=(32, 32))
     assert convviz.galleries.kinds() == (
         "activations", "filters", *convviz.methods.method_names("cam"), "cam_methods",
-        *convviz.methods.method_names("attribution"), "sparsity",
+        *convviz.methods.method_names("attribution"), "faithfulness", "sparsity",
     )
     result = convviz.gallery(model, images, tmp_path / "g", kinds=["gradcam_plusplus", "gradcam"], verbose=False)
     assert [f.kind for f in result.figures] == ["gradcam"] * 2 + ["gradcam_plusplus"] * 2
@@ -441,3 +441,64 @@ def test_attribution_methods_show_their_progress(tmp_path, capsys):
     assert "[1/2] saliency (Saliency), 2 image(s)" in err
     assert "[2/2] integrated_gradients (Integrated Gradients), 2 image(s)" in err
     assert "100/100" in err  # integrated gradients' own bar: 2 images x 50 steps
+
+
+# -- faithfulness ----------------------------------------------------------------------------
+
+
+def test_faithfulness_judges_the_selected_cams_with_the_maps_the_gallery_has(tmp_path, explain_calls, capsys):
+    model = tiny_model()
+    images = random_images(3, size=(32, 32), seed=5)
+    result = convviz.gallery(
+        model, list(images), tmp_path / "g", kinds=["sparsity", "faithfulness", "layercam", "gradcam"],
+        cam_layer="conv_a", image_names=["a", "b", "c"],
+    )
+    # Each CAM explained once, for its section and the evaluation.
+    assert explain_calls == ["gradcam", "layercam"]
+    assert [f.kind for f in result.figures] == ["gradcam"] * 3 + ["layercam"] * 3 + ["faithfulness", "sparsity"]
+    figure = result.figures[-2]
+    assert figure.file == "faithfulness.png" and (result.path / figure.file).stat().st_size > 0
+    assert figure.title == "Faithfulness of Grad-CAM, Layer-CAM"
+    # The caption's numbers are convviz.evaluate's on the same maps (computed here on their own).
+    table = convviz.evaluate(model, images, methods=["gradcam", "layercam"], method_options={
+        "gradcam": {"layer": "conv_a"}, "layercam": {"layer": "conv_a"}}, verbose=False)
+    summary = table.summary()
+    assert "at layer conv_a" in figure.caption and "3 image(s)" in figure.caption
+    for method, title in (("gradcam", "Grad-CAM"), ("layercam", "Layer-CAM")):
+        for metric in table.metrics:
+            row = summary.row(method, metric)
+            assert f"{title} {row.mean:.3f} [{row.low:.3f}, {row.high:.3f}]" in figure.caption
+    assert "Deletion (lower is better)" in figure.caption and "MuFidelity (higher is better)" in figure.caption
+    rows = (result.path / "faithfulness.csv").read_text().splitlines()
+    assert rows[0] == "method,image,name,metric,value" and len(rows) == 1 + 2 * 3 * 5 and rows[1].startswith("gradcam,0,a,")
+    assert (result.path / "faithfulness_summary.csv").read_text() == summary.to_csv()
+    page = result.index.read_text()
+    assert page.index('id="layercam"') < page.index('id="faithfulness"') < page.index('id="sparsity"')
+    assert "<h2>Faithfulness</h2>" in page
+    steps = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[")]
+    # Two maps, three metric computations for each method, the sparsity curve.
+    assert [line.split("  (")[0] for line in steps] == [
+        "[1/9] gradcam (Grad-CAM) at conv_a, 3 image(s)", "[2/9] layercam (Layer-CAM) at conv_a, 3 image(s)",
+        "[3/9] gradcam: deletion and insertion", "[4/9] gradcam: Average Drop and Increase in Confidence",
+        "[5/9] gradcam: MuFidelity", "[6/9] layercam: deletion and insertion",
+        "[7/9] layercam: Average Drop and Increase in Confidence", "[8/9] layercam: MuFidelity", "[9/9] sparsity",
+    ]
+
+
+def test_faithfulness_alone_judges_gradcam(tmp_path, explain_calls):
+    result = convviz.gallery(tiny_model(), random_images(2, size=(32, 32)), tmp_path / "g", kinds="faithfulness",
+                             verbose=False)
+    assert explain_calls == ["gradcam"]
+    assert [f.kind for f in result.figures] == ["faithfulness"]
+    assert result.figures[0].title == "Faithfulness of Grad-CAM" and "at layer conv_b" in result.figures[0].caption
+    assert sorted(p.name for p in result.path.iterdir()) == [
+        "faithfulness.csv", "faithfulness.png", "faithfulness_summary.csv", "gallery.json", "index.html"]
+
+
+def test_no_method_may_take_a_figure_kind_s_name():
+    from convviz.methods.core import RESERVED
+
+    assert {"activations", "filters", "cam_methods", "faithfulness", "sparsity"} <= RESERVED
+    with pytest.raises(TypeError, match="gallery figure kind"):
+        class Faithfulness(convviz.methods.GradCAM):
+            name = "faithfulness"
