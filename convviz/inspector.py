@@ -337,10 +337,16 @@ class Inspector:
             replaced = keras.Input(shape=tap.shape[1:], name="convviz_layer_output")
             replace = {**self._head_replacement(logits), tap.path: lambda layer_, *args: replaced}
             flat = _layers.trace(self.model, image, replace=replace)
-            try:
-                return _layers.flat_model(replaced, flat.outputs, flat.taps, "convviz_tail"), False
-            except ValueError:  # "Graph disconnected": the tail also reads the image
-                return _layers.flat_model([image, replaced], flat.outputs, flat.taps, "convviz_tail"), True
+            # Built on both inputs, a Functional model keeps only the operations its
+            # outputs need: if a layer called before this one is among them, a skip goes
+            # around it and the tail reads the image too. (Keras before 3.9 builds a
+            # model on `replaced` alone even then, so this is checked, not caught.)
+            position = next(i for i, t in enumerate(flat.taps) if t.path == tap.path)
+            before = {id(t.layer) for t in flat.taps[:position]}
+            both = _layers.flat_model([image, replaced], flat.outputs, flat.taps, "convviz_tail")
+            if any(id(op) in before for op in both.operations):
+                return both, True
+            return _layers.flat_model(replaced, flat.outputs, flat.taps, "convviz_tail"), False
 
         return self._cached("tail", (tap.key, logits), build)
 
