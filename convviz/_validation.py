@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import numbers
 import os
 import sys
@@ -51,6 +52,22 @@ def check_positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise InputError(f"{name} must be a positive integer, got {value!r}.")
     return int(value)
+
+
+def check_positive_number(value, name: str) -> float:
+    """``value`` as a float when it is a finite real number > 0 (not a bool), else
+    InputError.
+
+    >>> check_positive_number(1e-6, "eps")
+    1e-06
+    >>> check_positive_number("1e-6", "eps")
+    Traceback (most recent call last):
+    ...
+    convviz.errors.InputError: eps must be a positive number, got '1e-6'.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
+        raise InputError(f"{name} must be a positive number, got {value!r}.")
+    return float(value)
 
 
 def check_batch_size(value, *, allow_none: bool = False) -> int | None:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import numpy as np
 
-from convviz.errors import InputError
+from convviz._validation import check_positive_number
 from convviz.methods.cam import CAM
 
 __all__ = ["GradCAMPlusPlus"]
@@ -42,9 +39,7 @@ class GradCAMPlusPlus(CAM):
 
     def __init__(self, model, *, eps: float = 1e-6, **kwargs):
         super().__init__(model, **kwargs)
-        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0 < eps < math.inf:
-            raise InputError(f"eps must be a positive number, got {eps!r}.")
-        self.eps = float(eps)
+        self.eps = check_positive_number(eps, "eps")
 
     def options(self) -> dict:
         return {**super().options(), "eps": self.eps}

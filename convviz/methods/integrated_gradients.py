@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import numbers
 
 import numpy as np
 
+from convviz._validation import check_positive_number
 from convviz.errors import InputError
 from convviz.methods.attribution import Attribution, baseline_images
 from convviz.methods.cam import LazyBatch
@@ -85,8 +85,7 @@ class IntegratedGradients(Attribution):
             raise InputError(f"max_steps must be an integer >= 2, got {max_steps!r}.")
         if steps != "auto" and (isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1):
             raise InputError(f'steps must be a positive integer or "auto", got {steps!r}.')
-        if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real) or not 0 < tolerance < math.inf:
-            raise InputError(f"tolerance must be a positive number, got {tolerance!r}.")
+        tolerance = check_positive_number(tolerance, "tolerance")
         path_rule(rule, 2)  # validates the rule's name
         if isinstance(baseline, str) and baseline not in ("black", "blur"):
             raise InputError(f'baseline must be a number, an array, "black" or "blur"; got {baseline!r}.')
