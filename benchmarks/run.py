@@ -49,6 +49,7 @@ import activations  # imports common first, which quiets TensorFlow's start-up l
 import attributions
 import cams
 import cases
+import feature_vis
 import filters
 import gradcam
 import keras
@@ -56,7 +57,9 @@ import metrics
 import sparsity
 from common import finite_numbers, load_average, machine_info
 
-BENCHMARKS = ("activations", "gradcam", "sparsity", "filters", "cams", "attributions", "metrics")
+BENCHMARKS = (
+    "activations", "gradcam", "sparsity", "filters", "feature_vis", "cams", "attributions", "metrics",
+)
 RESULTS = pathlib.Path(__file__).parent / "results"
 
 FULL = {
@@ -119,6 +122,10 @@ def run_all(quick=False, only=BENCHMARKS, models=None, repeats=None, log=print) 
         gc.collect()
     if "filters" in only:
         done(filters.run(cfg["filter_repeats"], **cfg["filters"]))
+        keras.utils.clear_session()
+        gc.collect()
+    if "feature_vis" in only:
+        done(feature_vis.run(quick, cfg["repeats"]))
         keras.utils.clear_session()
         gc.collect()
     if "cams" in only:

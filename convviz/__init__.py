@@ -1,6 +1,7 @@
 """convviz: see what a Keras 3 convnet learned.
 
-Feature maps (:func:`activations`), filter patterns (:func:`filters`), where the
+Feature maps (:func:`activations`), filter patterns (:func:`filters`) and feature
+visualization of neurons, directions and classes (:func:`visualize`), where the
 evidence for a class is (:func:`explain`, :func:`cam`, :func:`gradcam`), which pixels
 moved it (:func:`attribute`; the methods are in :mod:`convviz.methods`), which of those
 explanations to trust (:func:`evaluate`) and activation sparsity (:func:`sparsity`), on the
@@ -11,10 +12,11 @@ TensorFlow, JAX and PyTorch backends.
 >>> acts = convviz.activations(model, "path/to/cat.jpg")  # doctest: +SKIP
 """
 
-from convviz import data, errors, methods, metrics, models, plot, training
+from convviz import data, errors, methods, metrics, models, objectives, plot, training
 from convviz._version import __version__ as __version__
 from convviz.evaluation import EvaluationTable, evaluate
 from convviz.feature_maps import Activations, activations
+from convviz.feature_visualization import visualize
 from convviz.filter_patterns import FilterPatterns, filters
 from convviz.galleries import Gallery, gallery
 from convviz.inspector import Inspector, LayerInfo
@@ -25,5 +27,6 @@ from convviz.sparsity_stats import LayerSparsity, SparsityTable, sparsity
 __all__ = [
     "Activations", "EvaluationTable", "FilterPatterns", "LayerSparsity", "SparsityTable",
     "Explanation", "Gallery", "Inspector", "LayerInfo", "activations", "attribute", "cam", "data", "errors", "evaluate", "explain",
-    "filters", "gallery", "gradcam", "methods", "metrics", "models", "plot", "sparsity", "training",
+    "filters", "gallery", "gradcam", "methods", "metrics", "models", "objectives", "plot", "sparsity", "training",
+    "visualize",
 ]

@@ -2,7 +2,7 @@
 
 Everything else is written with ``keras.ops``. Here each backend runs the model
 (:func:`inference_function`) and differentiates (:func:`gradient_step`,
-:func:`ascent_step`) in its own way, compiling where it can:
+:func:`ascent_step`, :func:`optimizer_step`) in its own way, compiling where it can:
 
 - TensorFlow: ``tf.GradientTape`` inside a ``tf.function``;
 - JAX: ``jax.value_and_grad`` under ``jax.jit``, with the model's weights passed in
@@ -302,7 +302,8 @@ def ascent_step(
 
     The forward pass, the backward pass and the update run as one compiled unit
     (one ``jax.jit`` call, one ``tf.function`` call; PyTorch runs eagerly), so a loop
-    of steps dispatches once per step.
+    of steps dispatches once per step. A single differentiated tensor and no optimiser
+    state: :func:`optimizer_step` is the general form.
 
     Parameters
     ----------
@@ -338,68 +339,138 @@ def ascent_step(
         def transform(x, *extra):
             return x
 
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        return _tensorflow_ascent(model, objective, update, transform)
-    if backend == "jax":
-        return _jax_ascent(model, objective, update, transform)
-    if backend == "torch":
-        return _torch_ascent(model, objective, update, transform)
-    raise NotImplementedError(f"convviz has no gradient-ascent step for the {backend!r} backend.")
-
-
-def _tensorflow_ascent(model, objective, update, transform):
-    import tensorflow as tf
-
-    @tf.function(reduce_retracing=True)
-    def step(x, *extra):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            value, aux = objective(model(transform(x, *extra), training=False), x, *extra)
-        return update(x, tape.gradient(value, x), *extra), value, aux
+    step = optimizer_step(
+        model,
+        lambda outputs, params, *extra: objective(outputs, params[0], *extra),
+        lambda params, grads, state, *extra: ((update(params[0], grads[0], *extra),), state),
+        lambda params, *extra: transform(params[0], *extra),
+    )
 
     def run(x, *extra):
-        return step(tf.convert_to_tensor(x, dtype=tf.float32), *map(tf.convert_to_tensor, extra))
+        (new_x,), _, value, aux = step((x,), (), *extra)
+        return new_x, value, aux
 
     return run
 
 
-def _jax_ascent(model, objective, update, transform):
+def optimizer_step(
+    model: keras.Model, objective: Callable, update: Callable, transform: Callable
+) -> Callable:
+    """Build ``step(params, state, *extra) -> (new_params, new_state, value, aux)``.
+
+    One compiled optimisation step over several differentiated tensors (``params``)
+    with an optimiser state carried from step to step (Adam's moments, a running sum):
+    the forward pass, the backward pass and the update are one ``jax.jit`` or
+    ``tf.function`` call (PyTorch runs eagerly, the update under ``no_grad``).
+
+    Parameters
+    ----------
+    model : keras.Model
+        A single-input model, called in inference mode (``training=False``).
+    objective : callable
+        ``objective(outputs, params, *extra) -> (scalar, aux)`` with ``keras.ops``;
+        the scalar's gradient with respect to every tensor of ``params`` is taken.
+    update : callable
+        ``update(params, grads, state, *extra) -> (new_params, new_state)``, tuples.
+    transform : callable
+        ``transform(params, *extra) -> model input``; gradients flow back through it.
+
+    Returns
+    -------
+    callable
+        ``step(params, state, *extra)``: ``params`` and ``state`` tuples of float32
+        arrays or tensors. Returns backend tensors; ``value`` and ``aux`` are computed
+        at ``params``.
+
+    Examples
+    --------
+    >>> import keras, numpy as np
+    >>> m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    >>> def update(params, grads, state):  # plain ascent, and a running gradient sum
+    ...     return (params[0] + grads[0],), (state[0] + grads[0],)
+    >>> step = optimizer_step(m, lambda y, p: (keras.ops.sum(y), ()), update, lambda p: p[0])
+    >>> params, state, value, _ = step((np.ones((2, 3), "float32"),), (np.zeros((2, 3), "float32"),))
+    >>> tuple(state[0].shape)
+    (2, 3)
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return _tensorflow_optimizer(model, objective, update, transform)
+    if backend == "jax":
+        return _jax_optimizer(model, objective, update, transform)
+    if backend == "torch":
+        return _torch_optimizer(model, objective, update, transform)
+    raise NotImplementedError(f"convviz has no optimisation step for the {backend!r} backend.")
+
+
+def _tensorflow_optimizer(model, objective, update, transform):
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def step(params, state, *extra):
+        with tf.GradientTape() as tape:
+            for p in params:
+                tape.watch(p)
+            outputs = model(transform(params, *extra), training=False)
+            value, aux = objective(outputs, params, *extra)
+        grads = tuple(tape.gradient(value, list(params)))
+        new_params, new_state = update(params, grads, state, *extra)
+        return tuple(new_params), tuple(new_state), value, aux
+
+    def run(params, state, *extra):
+        params = tuple(tf.convert_to_tensor(p, dtype=tf.float32) for p in params)
+        state = tuple(tf.convert_to_tensor(s, dtype=tf.float32) for s in state)
+        return step(params, state, *map(tf.convert_to_tensor, extra))
+
+    return run
+
+
+def _jax_optimizer(model, objective, update, transform):
     import jax
 
-    def loss(x, trainable, non_trainable, *extra):
+    def loss(params, trainable, non_trainable, *extra):
         outputs, _ = model.stateless_call(
-            trainable, non_trainable, transform(x, *extra), training=False
+            trainable, non_trainable, transform(params, *extra), training=False
         )
-        return objective(outputs, x, *extra)
+        return objective(outputs, params, *extra)
 
     grad_fn = jax.value_and_grad(loss, has_aux=True)
 
     @jax.jit
-    def step(x, trainable, non_trainable, *extra):
-        (value, aux), grad = grad_fn(x, trainable, non_trainable, *extra)
-        return update(x, grad, *extra), value, aux
+    def step(params, state, trainable, non_trainable, *extra):
+        (value, aux), grads = grad_fn(params, trainable, non_trainable, *extra)
+        new_params, new_state = update(params, tuple(grads), state, *extra)
+        return tuple(new_params), tuple(new_state), value, aux
 
-    def run(x, *extra):
+    def run(params, state, *extra):
         # Weights are arguments, not constants baked into the compiled code.
         trainable = [v.value for v in model.trainable_variables]
         non_trainable = [v.value for v in model.non_trainable_variables]
-        return step(jax.numpy.asarray(x, dtype="float32"), trainable, non_trainable, *extra)
+        params = tuple(jax.numpy.asarray(p, dtype="float32") for p in params)
+        state = tuple(jax.numpy.asarray(s, dtype="float32") for s in state)
+        return step(params, state, trainable, non_trainable, *extra)
 
     return run
 
 
-def _torch_ascent(model, objective, update, transform):
+def _torch_optimizer(model, objective, update, transform):
     import torch
 
-    def run(x, *extra):
-        x = keras.ops.convert_to_tensor(x, dtype="float32").detach().requires_grad_(True)
+    def tensor(x):
+        return keras.ops.convert_to_tensor(x, dtype="float32").detach()
+
+    def run(params, state, *extra):
+        params = tuple(tensor(p).requires_grad_(True) for p in params)
+        state = tuple(tensor(s) for s in state)
         extra = [keras.ops.convert_to_tensor(e) if isinstance(e, np.ndarray) else e for e in extra]
         with torch.enable_grad(), _frozen_parameters(model):
-            value, aux = objective(model(transform(x, *extra), training=False), x, *extra)
-            (grad,) = torch.autograd.grad(value, x)
+            outputs = model(transform(params, *extra), training=False)
+            value, aux = objective(outputs, params, *extra)
+            grads = torch.autograd.grad(value, params, allow_unused=True)
+        grads = tuple(torch.zeros_like(p) if g is None else g for p, g in zip(params, grads))
         with torch.no_grad():
-            new_x = update(x.detach(), grad, *extra)
-        return new_x, value.detach(), keras.tree.map_structure(lambda t: t.detach(), aux)
+            new_params, new_state = update(tuple(p.detach() for p in params), grads, state, *extra)
+        aux = keras.tree.map_structure(lambda t: t.detach(), aux)
+        return tuple(new_params), tuple(new_state), value.detach(), aux
 
     return run

@@ -82,7 +82,8 @@ def _gallery(args) -> int:
     result = convviz.gallery(
         args.model, args.images, args.out,
         kinds=_names(args.kinds), layers=_names(args.layers), filter_layers=_names(args.filter_layers),
-        filters=args.filters, filter_steps=args.filter_steps, max_channels=args.max_channels,
+        filters=args.filters, filter_steps=args.filter_steps,
+        filter_parametrization=args.filter_parametrization, max_channels=args.max_channels,
         cam_layer=args.cam_layer, class_names=_names(args.class_names), overwrite=args.overwrite,
         verbose=not args.quiet,
     )
@@ -161,8 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="convviz_demo", help="output folder (default: %(default)s)")
     demo.add_argument("--overwrite", action="store_true", help="reuse a non-empty output folder")
     demo.add_argument(
-        "--filter-steps", type=int, default=30, metavar="N",
-        help="gradient-ascent steps for the filter patterns (default: %(default)s)",
+        "--filter-steps", type=int, default=None, metavar="N",
+        help="optimisation steps per filter pattern (default: 30 for the chapter's pixel "
+        "ascent, 128 for the Fourier parametrisation of deeper layers)",
     )
     demo.add_argument("--epochs", type=int, default=10, help="training epochs (default: %(default)s)")
     demo.add_argument(
@@ -215,7 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gallery.add_argument("--filters", type=int, default=16, metavar="N", help="filters per layer (default: %(default)s)")
     gallery.add_argument(
-        "--filter-steps", type=int, default=30, metavar="N", help="gradient-ascent steps (default: %(default)s)"
+        "--filter-steps", type=int, default=None, metavar="N",
+        help="optimisation steps per filter pattern (default: 30 for pixel, 128 for fft, 64 for maco)",
+    )
+    gallery.add_argument(
+        "--filter-parametrization", default="auto", choices=("auto", "pixel", "fft", "maco"),
+        help="how filter patterns are optimised; auto: the chapter's pixel ascent for the first "
+        "conv layer, the Fourier parametrisation for deeper ones (default: %(default)s)",
     )
     gallery.add_argument(
         "--max-channels", type=int, default=64, metavar="N",

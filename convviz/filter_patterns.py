@@ -35,18 +35,21 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from convviz import _layers, plot
+from convviz import _feature_ascent, _layers, plot
 from convviz._autodiff import ascent_step
+from convviz._feature_ascent import normalize_gradient  # re-exported: the chapter's step
 from convviz._progress import Progress
 from convviz._validation import check_batch_size, check_positive_int, check_verbose, keyword_only
 from convviz.errors import InputError, ModelStructureError
 from convviz.inspector import Inspector, LayerInfo
+from convviz.parametrizations import PARAMETRIZATIONS
 from convviz.plot import filter_grid  # re-exported: the grid is numeric, the figure is plot.filters
 
 __all__ = [
     "FilterPatterns",
     "chunk_size",
     "deprocess",
+    "display",
     "filter_grid",
     "filters",
     "normalize_gradient",
@@ -59,6 +62,11 @@ DEFAULT_MEMORY_BUDGET = 1 << 30
 _START_LOW, _START_HIGH = 0.4, 0.6  # the chapter's start noise, as fractions of the range
 _LOSS_BORDER = 2  # the chapter's loss ignores a 2-pixel border of the feature map
 _BYTES_PER_ELEMENT = 4 * 2  # float32 activation kept for the backward pass + its gradient
+_CHAPTER_CROP = 25
+_DEFAULT_STEPS = {"pixel": 30, "fft": 512, "maco": 256}
+_DEFAULT_RATES = {"pixel": 10.0, "fft": 0.05, "maco": 1.0}
+_OPTIMIZERS = {"pixel": "normalized", "fft": "adam", "maco": "nadam"}
+_AUTO_TRANSFORMS = {"pixel": "none", "fft": "standard", "maco": "crops"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,6 +90,18 @@ class FilterPatterns:
         units (``pixel_range``), uncropped.
     seed : int
         The seed that reproduces this result (drawn at random when ``seed=None``).
+    parametrization : str
+        ``"pixel"``, ``"fft"`` or ``"maco"`` (see :mod:`convviz.parametrizations`).
+    objective : str
+        What each image maximised: ``"channel"`` (a filter's mean activation),
+        ``"neuron"`` (its centre unit), ``"direction"`` or ``"class"``
+        (:func:`convviz.visualize`).
+    transparency : numpy.ndarray or None
+        MaCo only: float32 (N, H, W), the absolute gradient of the objective with
+        respect to the image summed over the steps and channels, uncropped: where the
+        image mattered to the objective (MaCo's transparency map).
+    images_per_filter : int
+        Images per filter (with ``diversity``); the copies of a filter are consecutive.
     """
 
     images: np.ndarray
@@ -90,9 +110,13 @@ class FilterPatterns:
     filter_indices: np.ndarray
     raw: np.ndarray
     seed: int
+    parametrization: str = "pixel"
+    objective: str = "channel"
+    transparency: np.ndarray | None = None
+    images_per_filter: int = 1
 
     def __len__(self) -> int:
-        return len(self.filter_indices)
+        return len(self.images)
 
     def plot(self, **kwargs):
         """:func:`convviz.plot.filters` of these patterns; keyword arguments are passed on
@@ -102,7 +126,8 @@ class FilterPatterns:
     def __repr__(self) -> str:
         return (
             f"FilterPatterns(layer={self.layer!r}, filters={len(self)}, "
-            f"images={self.images.shape}, seed={self.seed})"
+            f"images={self.images.shape}, parametrization={self.parametrization!r}, "
+            f"objective={self.objective!r}, seed={self.seed})"
         )
 
 
@@ -112,12 +137,18 @@ def filters(
     layer,
     *,
     filters=None,
-    steps: int = 30,
-    learning_rate: float = 10.0,
+    parametrization: str = "pixel",
+    transforms="auto",
+    objective: str = "channel",
+    steps: int | None = None,
+    learning_rate: float | None = None,
     size=(200, 200),
     seed: int | None = 0,
     pixel_range=(0.0, 255.0),
-    crop: int = 25,
+    crop: int | None = None,
+    images_per_filter: int = 1,
+    diversity: float = 0.0,
+    crops: int = 4,
     jitter: int = 0,
     blur: float = 0.0,
     tv: float = 0.0,
@@ -127,12 +158,24 @@ def filters(
 ) -> FilterPatterns:
     """The input pattern each filter of ``layer`` responds to most (gradient ascent).
 
-    For each filter ``f``, starting from grey noise, ``steps`` times: compute the
-    chapter's loss ``mean(activation[:, 2:-2, 2:-2, f])``, take its gradient with
-    respect to the image, divide it by its L2 norm (per image, over H, W and C) and
-    add ``learning_rate * (hi - lo)`` times it to the image. The final image is shown
-    standardised, ``x * 64 + 128``, clipped and cropped (:func:`deprocess`). Only the
-    model up to ``layer`` runs; augmentation and dropout are inactive.
+    By default, the chapter's method: for each filter ``f``, starting from grey noise,
+    ``steps`` times: compute the chapter's loss ``mean(activation[:, 2:-2, 2:-2, f])``,
+    take its gradient with respect to the image, divide it by its L2 norm (per image,
+    over H, W and C) and add ``learning_rate * (hi - lo)`` times it to the image. The
+    final image is shown standardised, ``x * 64 + 128``, clipped and cropped
+    (:func:`deprocess`). Only the model up to ``layer`` runs; augmentation and dropout
+    are inactive.
+
+    On deep layers of ImageNet networks pixel ascent gives high-frequency noise. Two
+    parametrisations of the field fix that (:mod:`convviz.parametrizations`):
+    ``parametrization="fft"`` (Lucid: a decorrelated, 1/f-scaled Fourier spectrum,
+    Adam with ``learning_rate`` 0.05, 512 steps, under Lucid's standard random
+    transforms) and ``parametrization="maco"`` (MaCo: only the phase of a spectrum
+    whose magnitude is that of natural photographs, NAdam with ``learning_rate`` 1.0,
+    256 steps, ``crops`` random crops per step with a little noise; the result also
+    carries MaCo's ``transparency`` map). Both produce images inside ``pixel_range``
+    (a sigmoid), shown as they are. Everything stays batched over filters, compiled
+    and seeded.
 
     Parameters
     ----------
@@ -144,11 +187,25 @@ def filters(
     filters : None, int, slice, range or iterable of int
         Which filters (output channels). ``None``: all of them. Keyword-only (passing
         it by position still works, with a DeprecationWarning, until the next release).
-    steps : int
-        Gradient-ascent steps (the chapter: 30).
-    learning_rate : float
-        L2 length of each step, in units of the pixel range (the chapter: 10). The
-        per-pixel step is therefore smaller on larger images.
+    parametrization : {"pixel", "fft", "maco"}
+        What is optimised: the pixels (the chapter, default), a Fourier spectrum, or a
+        phase under a natural magnitude (see above).
+    transforms : {"auto", "standard", "crops", None}
+        Random geometric transforms applied before each step (:mod:`convviz.transforms`),
+        seeded by ``(seed, step)`` and the same for every image of a step. ``"auto"``:
+        none for ``pixel`` (the chapter), ``"standard"`` (Lucid's pad 12, jitter 8,
+        scale 0.9-1.1, rotate +-10 degrees, jitter 4, as one affine map) for ``fft``,
+        ``"crops"`` (MaCo's random crops) for ``maco``.
+    objective : {"channel", "neuron"}
+        ``"channel"``: the filter's mean activation (the chapter's loss, a 2-pixel
+        border excluded); ``"neuron"``: its single centre unit.
+    steps : int or None
+        Optimisation steps. Default: 30 (the chapter) for ``pixel``, 512 (Lucid) for
+        ``fft``, 256 (MaCo) for ``maco``.
+    learning_rate : float or None
+        ``pixel``: the L2 length of each step in units of the pixel range (default 10,
+        the chapter; the per-pixel step is smaller on larger images). ``fft``: Adam's
+        learning rate (default 0.05). ``maco``: NAdam's (default 1.0).
     size : (height, width) or int
         Size of the optimised image (the chapter: 200 x 200). When the model has a
         fixed input size that differs, the model up to ``layer`` is rebuilt on an
@@ -167,10 +224,24 @@ def filters(
         backbone used without its converter, ``(0, 1)`` for models trained on
         ``x / 255``. It sets the start noise (uniform in ``lo + [0.4, 0.6] * (hi - lo)``)
         and scales the step size; images are not clipped to it during the ascent.
-    crop : int
-        Pixels removed from each border for display (the chapter: 25).
+    crop : int or None
+        Pixels removed from each border for display. Default: 25 (the chapter) for
+        ``pixel``, 0 for ``fft`` and ``maco``.
+    images_per_filter : int
+        Images optimised per filter (default 1); with ``diversity`` they are pushed
+        apart.
+    diversity : float
+        Weight of Lucid's diversity term (Olah et al. 2017): the summed cosine
+        similarity between the Gram matrices of the layer's activations for different
+        images of the same filter, divided by ``images_per_filter``, is subtracted from
+        the objective. Needs ``images_per_filter > 1``.
+    crops : int
+        ``transforms="crops"`` only: random crops per image and step (default 4; MaCo's
+        paper uses 32 for a single objective). Each step costs ``crops`` forward and
+        backward passes per image.
     jitter : int
-        Regularisation, off by default: before each step the batch is rolled
+        The chapter's method only (as ``blur`` and ``tv``). Regularisation, off by
+        default: before each step the batch is rolled
         (circularly) by a random shift of up to ``jitter`` pixels per axis; the
         gradient flows back through the roll. Shifts depend only on ``seed`` and the
         step, so all filters see the same ones.
@@ -217,24 +288,81 @@ def filters(
     >>> patterns.images.shape, patterns.images.dtype
     ((4, 150, 150, 3), dtype('uint8'))
     >>> fig = patterns.plot()  # the chapter's grid, as convviz.plot.filters(patterns)
+    >>> fft = convviz.filters(model, "conv2d_1", filters=range(2), parametrization="fft",
+    ...                       steps=8, size=64, verbose=False)
+    >>> fft.images.shape, fft.parametrization
+    ((2, 64, 64, 3), 'fft')
     """
     batch_size = check_batch_size(batch_size, allow_none=True)
     verbose = check_verbose(verbose)
     inspector = Inspector.of(model)
     info = inspector.find_layer(layer)
     _check_feature_map(info)
-    steps = check_positive_int(steps, "steps")
-    h, w = _size(size, crop)
-    lo, hi = _pixel_range(pixel_range)
-    learning_rate = _non_negative(learning_rate, "learning_rate", strict=True)
+    objective = _choice(objective, "objective", ("channel", "neuron"))
+    options = _resolve(
+        parametrization=parametrization,
+        transforms=transforms,
+        steps=steps,
+        learning_rate=learning_rate,
+        size=size,
+        crop=crop,
+        pixel_range=pixel_range,
+        images_per_target=images_per_filter,
+        diversity=diversity,
+        crops=crops,
+        batch_size=batch_size,
+        memory_budget=memory_budget,
+        verbose=verbose,
+        seed=seed,
+    )
+    parametrization, transforms, steps = options.parametrization, options.transforms, options.steps
+    (h, w), (lo, hi), crop = options.size, options.pixel_range, options.crop
+    learning_rate, memory_budget, entropy = (
+        options.learning_rate,
+        options.memory_budget,
+        options.seed,
+    )
+    chapter = (
+        parametrization == "pixel"
+        and transforms == "none"
+        and objective == "channel"
+        and images_per_filter == 1
+    )
+    if not chapter and (jitter or blur or tv):
+        raise InputError(
+            "jitter=, blur= and tv= regularise the chapter's pixel ascent only; with "
+            f"parametrization={parametrization!r}, transforms={transforms!r}, "
+            f"objective={objective!r} and images_per_filter={images_per_filter} use "
+            "transforms='standard' for robustness instead."
+        )
     jitter = _non_negative_int(jitter, "jitter")
     blur = _non_negative(blur, "blur")
     tv = _non_negative(tv, "tv")
-    memory_budget = check_positive_int(memory_budget, "memory_budget")
-    entropy = _entropy(seed)
 
     head, elements = _head(inspector, info, h, w)
     indices = _filter_indices(filters, head.output.shape[-1], info.name)
+    if not chapter:
+        options = _Options(
+            parametrization,
+            transforms,
+            steps,
+            learning_rate,
+            (h, w),
+            (lo, hi),
+            crop,
+            images_per_filter,
+            diversity,
+            crops,
+            batch_size,
+            memory_budget,
+            verbose,
+            entropy,
+        )
+        weights = np.eye(head.output.shape[-1], dtype=np.float32)[indices]
+        spatial = "window" if objective == "channel" else "centre"
+        return _optimised(
+            inspector, info.name, head, elements, weights, indices, objective, spatial, options
+        )
     if batch_size is None:
         batch_size = chunk_size(elements, len(indices), memory_budget=memory_budget)
     step = _step(inspector, info.name, head, h, w, jitter > 0, blur > 0, tv > 0)
@@ -270,39 +398,109 @@ def filters(
     )
 
 
+@dataclass(frozen=True)
+class _Options:
+    """The resolved options of a non-chapter run (shared with :func:`convviz.visualize`)."""
+
+    parametrization: str
+    transforms: str
+    steps: int
+    learning_rate: float
+    size: tuple
+    pixel_range: tuple
+    crop: int
+    images_per_target: int
+    diversity: float
+    crops: int
+    batch_size: int | None
+    memory_budget: int
+    verbose: int
+    seed: int
+
+
+def _resolve(**given) -> _Options:
+    """Check the options shared by :func:`filters` and :func:`convviz.visualize` and
+    fill in the defaults that depend on the parametrisation."""
+    p = _choice(given["parametrization"], "parametrization", PARAMETRIZATIONS)
+    steps = given["steps"]
+    rate = given["learning_rate"]
+    crop = given["crop"]
+    if crop is None:
+        crop = _CHAPTER_CROP if p == "pixel" else 0
+    n = check_positive_int(given["images_per_target"], "images_per_target")
+    diversity = _non_negative(given["diversity"], "diversity")
+    if diversity and n < 2:
+        raise InputError(
+            f"diversity={diversity} pushes apart several images of the same target: pass "
+            "images_per_filter=2 or more (images_per_target= for convviz.visualize)."
+        )
+    return _Options(
+        parametrization=p,
+        transforms=_transforms(given["transforms"], p),
+        steps=check_positive_int(_DEFAULT_STEPS[p] if steps is None else steps, "steps"),
+        learning_rate=_non_negative(
+            _DEFAULT_RATES[p] if rate is None else rate, "learning_rate", strict=True
+        ),
+        size=_size(given["size"], crop),
+        pixel_range=_pixel_range(given["pixel_range"]),
+        crop=crop,
+        images_per_target=n,
+        diversity=diversity,
+        crops=check_positive_int(given["crops"], "crops"),
+        batch_size=check_batch_size(given["batch_size"], allow_none=True),
+        memory_budget=check_positive_int(given["memory_budget"], "memory_budget"),
+        verbose=check_verbose(given["verbose"]),
+        seed=_entropy(given["seed"]),
+    )
+
+
+def _optimised(inspector, layer, head, elements, weights, indices, objective, spatial, o):
+    """Run :mod:`convviz._feature_ascent` for targets ``indices`` (rows of ``weights``)."""
+    copies = o.images_per_target * (o.crops if o.transforms == "crops" else 1)
+    batch_size = o.batch_size
+    if batch_size is None:
+        batch_size = chunk_size(elements * copies, len(indices), memory_budget=o.memory_budget)
+    settings = _feature_ascent.Settings(
+        parametrization=o.parametrization,
+        transforms=o.transforms,
+        optimizer=_OPTIMIZERS[o.parametrization],
+        steps=o.steps,
+        learning_rate=o.learning_rate,
+        size=o.size,
+        channels=inspector.input_shape[-1],
+        pixel_range=o.pixel_range,
+        seed=o.seed,
+        spatial=spatial,
+        images_per_target=o.images_per_target,
+        diversity=o.diversity,
+        crops=o.crops if o.transforms == "crops" else 1,
+        batch_size=batch_size,
+    )
+    raw, values, transparency = _feature_ascent.optimise(
+        inspector,
+        (layer, objective),
+        head,
+        weights,
+        [(int(i),) for i in indices],
+        settings,
+        Progress(o.steps, o.verbose, "step"),
+    )
+    images = display(raw, parametrization=o.parametrization, pixel_range=o.pixel_range, crop=o.crop)
+    return FilterPatterns(
+        images=images,
+        losses=values,
+        layer=layer,
+        filter_indices=np.repeat(indices, o.images_per_target),
+        raw=raw,
+        seed=o.seed,
+        parametrization=o.parametrization,
+        objective=objective,
+        transparency=transparency,
+        images_per_filter=o.images_per_target,
+    )
+
+
 # -- the math ---------------------------------------------------------------------------
-
-
-def normalize_gradient(grad):
-    """Divide each batch element's gradient by its own L2 norm over all other axes.
-
-    ``grad[i] / ||grad[i]||`` with the norm over (H, W, C): the 2nd edition's (and
-    keras.io's) normalisation of the whole gradient tensor, applied per image so
-    that filters optimised in one batch do not influence each other's step size.
-    An all-zero gradient (a filter that never fires) stays zero.
-
-    Parameters
-    ----------
-    grad : tensor
-        (N, ...) backend tensor or numpy array.
-
-    Returns
-    -------
-    tensor
-        Same shape; every non-zero element ``i`` has unit L2 norm.
-
-    Examples
-    --------
-    >>> import numpy as np, keras
-    >>> g = np.array([[3.0, 4.0], [0.0, 0.5]], "float32")
-    >>> keras.ops.convert_to_numpy(normalize_gradient(g))
-    array([[0.6, 0.8],
-           [0. , 1. ]], dtype=float32)
-    """
-    axes = tuple(range(1, len(grad.shape)))
-    squared = keras.ops.sum(keras.ops.square(grad), axis=axes, keepdims=True)
-    # The floor (tf.math.l2_normalize's epsilon) keeps dead filters at zero, not NaN.
-    return keras.ops.multiply(grad, keras.ops.rsqrt(keras.ops.maximum(squared, 1e-12)))
 
 
 @keyword_only(3, "pixel_range")
@@ -379,6 +577,25 @@ def deprocess(raw: np.ndarray, *, crop: int = 25) -> np.ndarray:
     if crop:
         out = out[:, crop:-crop, crop:-crop, :]
     return out[0] if single else out
+
+
+def display(raw, *, parametrization: str = "pixel", pixel_range=(0.0, 255.0), crop: int = 0):
+    """uint8 images for display: :func:`deprocess` for ``pixel`` (the chapter's
+    standardisation), a linear map of ``pixel_range`` to 0-255 for ``fft`` and ``maco``
+    (their images already lie in the range); then ``crop`` pixels off each border.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> display(np.full((1, 4, 4, 3), 127.5), parametrization="fft")[0, 0, 0]
+    array([128, 128, 128], dtype=uint8)
+    """
+    if parametrization == "pixel":
+        return deprocess(raw, crop=crop)
+    lo, hi = pixel_range
+    x = np.clip((np.asarray(raw, dtype=np.float64) - lo) / (hi - lo) * 255.0, 0, 255)
+    out = np.round(x).astype(np.uint8)
+    return out[..., crop : out.shape[-3] - crop, crop : out.shape[-2] - crop, :]
 
 
 @keyword_only(2, "memory_budget")
@@ -631,3 +848,16 @@ def _entropy(seed) -> int:
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError(f"seed must be a non-negative integer or None; got {seed!r}.")
     return int(seed)
+
+
+def _choice(value, name: str, options) -> str:
+    if not isinstance(value, str) or value not in options:
+        raise InputError(f"{name} must be one of {', '.join(map(repr, options))}; got {value!r}.")
+    return value
+
+
+def _transforms(value, parametrization: str) -> str:
+    if value is None:
+        return "none"
+    value = _choice(value, "transforms", ("auto", "standard", "crops", "none"))
+    return _AUTO_TRANSFORMS[parametrization] if value == "auto" else value

@@ -34,6 +34,7 @@ from convviz.filter_patterns import filters as find_patterns
 from convviz.inspector import Inspector
 from convviz.methods import LayerMethod, get_method, method_names
 from convviz.methods.core import class_name, class_probability
+from convviz.parametrizations import PARAMETRIZATIONS
 from convviz.sources import (
     BUILTIN_MODELS,
     builtin_model,
@@ -45,11 +46,28 @@ from convviz.sources import (
 from convviz.sparsity_stats import sparsity
 
 __all__ = [
-    "BUILTIN_MODELS", "DEFAULT_KINDS", "Gallery", "GalleryFigure", "builtin_model", "gallery", "kinds",
-    "load_images", "open_model",
+    "BUILTIN_MODELS",
+    "DEFAULT_KINDS",
+    "Gallery",
+    "GalleryFigure",
+    "builtin_model",
+    "gallery",
+    "kinds",
+    "load_images",
+    "open_model",
 ]
 
 DEFAULT_KINDS = ("activations", "filters", "gradcam", "sparsity")
+
+DEEP_PARAMETRIZATION = "fft"
+"""The filter patterns' parametrisation for layers after the first convolution
+(``filter_parametrization="auto"``): the one that scored best on EfficientNet-Lite0's
+deep layers (robust activation, selectivity, natural-image spectrum; see the filters page)."""
+
+FILTER_STEPS = {"pixel": 30, "fft": 128, "maco": 64}
+"""Default steps per parametrisation in a gallery: the chapter's 30 for pixel ascent; for
+``fft`` and ``maco`` a quarter of their references' 512 and 256, which already give
+structured patterns and keep a gallery of a deep model within a minute or two per layer."""
 """The figure kinds a gallery holds unless told otherwise, in page order."""
 
 
@@ -68,8 +86,13 @@ def kinds() -> tuple[str, ...]:
     """
     # No method takes the name of another kind: convviz.methods.core.RESERVED holds them.
     return (
-        "activations", "filters", *method_names("cam"), "cam_methods", *method_names("attribution"),
-        "faithfulness", "sparsity",
+        "activations",
+        "filters",
+        *method_names("cam"),
+        "cam_methods",
+        *method_names("attribution"),
+        "faithfulness",
+        "sparsity",
     )
 
 
@@ -145,13 +168,17 @@ class Gallery:
 
         figures = [f for f in self.figures if kind is None or f.kind == kind]
         if not figures:
-            raise InputError(f"This gallery has no figure of kind {kind!r}; it has {sorted({f.kind for f in self.figures})}.")
+            raise InputError(
+                f"This gallery has no figure of kind {kind!r}; it has {sorted({f.kind for f in self.figures})}."
+            )
         pictures = [np.asarray(Image.open(self.path / f.file).convert("RGB")) for f in figures]
         titles = [f"{f.group}: {f.title}" if f.group else f.title for f in figures]
         return plot.panels(pictures, titles=titles, ncols=ncols, figsize=figsize, save=save)
 
     def __repr__(self) -> str:
-        counts = ", ".join(f"{k}={len(self.files(k))}" for k in dict.fromkeys(f.kind for f in self.figures))
+        counts = ", ".join(
+            f"{k}={len(self.files(k))}" for k in dict.fromkeys(f.kind for f in self.figures)
+        )
         return f"Gallery({str(self.path)!r}, model={self.model!r}, {counts})"
 
 
@@ -169,7 +196,8 @@ def gallery(
     layers=None,
     filter_layers=None,
     filters: int = 16,
-    filter_steps: int = 30,
+    filter_steps: int | None = None,
+    filter_parametrization: str = "auto",
     max_channels: int = 64,
     cam_layer: str | None = None,
     class_names: Sequence[str] | None = None,
@@ -224,8 +252,15 @@ def gallery(
         convolution layers.
     filters : int
         Filters drawn per layer (the first ``filters`` channels).
-    filter_steps : int
-        Gradient-ascent steps per pattern.
+    filter_steps : int or None
+        Optimisation steps per pattern. Default: :data:`FILTER_STEPS` of the
+        parametrisation (30 for the chapter's pixel ascent, 128 for ``fft``, 64 for ``maco``).
+    filter_parametrization : {"auto", "pixel", "fft", "maco"}
+        How the filter patterns are optimised (:func:`convviz.filters`). ``"auto"``
+        (default): the chapter's pixel ascent for the model's first convolution, whose
+        patterns are colours and edges it renders well, and :data:`DEEP_PARAMETRIZATION`
+        for deeper layers, where pixel ascent gives high-frequency noise (the measures
+        on the :doc:`filters page </user_guide/filters>` chose it).
     max_channels : int
         Channels drawn per activation grid (the first ones).
     cam_layer : str, optional
@@ -280,13 +315,23 @@ def gallery(
     inspector = Inspector.of(net)
     batch = inspector.prepare(_same_size(raw, inspector))
     check_positive_int(filters, "filters")
-    check_positive_int(filter_steps, "filter_steps")
+    if filter_steps is not None:
+        check_positive_int(filter_steps, "filter_steps")
+    if filter_parametrization not in ("auto", *PARAMETRIZATIONS):
+        raise InputError(
+            f"filter_parametrization must be 'auto', 'pixel', 'fft' or 'maco'; got "
+            f"{filter_parametrization!r}."
+        )
     check_positive_int(max_channels, "max_channels")
     act_layers = _default_layers(inspector) if layers is None else inspector.select_layers(layers)
     if cam_layer is not None:
         cam_layer = inspector.find_layer(cam_layer).name
     if "filters" in kinds:
-        conv_layers = _default_filter_layers(inspector) if filter_layers is None else inspector.select_layers(filter_layers)
+        conv_layers = (
+            _default_filter_layers(inspector)
+            if filter_layers is None
+            else inspector.select_layers(filter_layers)
+        )
     else:
         conv_layers = []
 
@@ -297,31 +342,48 @@ def gallery(
     attributions = [k for k in kinds if k in method_names("attribution")]
     steps = (
         ("activations" in kinds) * len(batch) * len(act_layers)
-        + len(conv_layers) + len({*cams, *compared, *judged}) + bool(compared) + len(attributions)
-        + len(judged) * len(_computations(metric_names(default=True), None)) + ("sparsity" in kinds)
+        + len(conv_layers)
+        + len({*cams, *compared, *judged})
+        + bool(compared)
+        + len(attributions)
+        + len(judged) * len(_computations(metric_names(default=True), None))
+        + ("sparsity" in kinds)
     )
     progress = _StepLines(steps, verbose)
     explain = _Explanations(inspector, batch, cam_layer, verbose, progress)
     builders: dict[str, Callable] = {
-        "activations": lambda tmp: _activation_figures(inspector, batch, names, act_layers, max_channels, tmp, progress),
-        "filters": lambda tmp: _filter_figures(inspector, conv_layers, filters, filter_steps, tmp, progress),
-        "cam_methods": lambda tmp: _cam_methods_figure(explain, compared, batch, names, class_names, tmp, progress),
-        "faithfulness": lambda tmp: _faithfulness_figure(explain, judged, inspector, batch, names, cam_layer, tmp,
-                                                         verbose, progress),
+        "activations": lambda tmp: _activation_figures(
+            inspector, batch, names, act_layers, max_channels, tmp, progress
+        ),
+        "filters": lambda tmp: _filter_figures(
+            inspector, conv_layers, filters, filter_steps, filter_parametrization, tmp, progress
+        ),
+        "cam_methods": lambda tmp: _cam_methods_figure(
+            explain, compared, batch, names, class_names, tmp, progress
+        ),
+        "faithfulness": lambda tmp: _faithfulness_figure(
+            explain, judged, inspector, batch, names, cam_layer, tmp, verbose, progress
+        ),
         "sparsity": lambda tmp: _sparsity_figures(
             inspector, batch if sparsity_data is None else sparsity_data, act_layers, tmp, progress
         ),
     }
     for method in cams:
-        builders[method] = lambda tmp, method=method: _cam_figures(explain(method), batch, names, class_names, tmp)
+        builders[method] = lambda tmp, method=method: _cam_figures(
+            explain(method), batch, names, class_names, tmp
+        )
     for method in attributions:
-        builders[method] = lambda tmp, method=method: _attribution_figures(explain(method), batch, names, class_names, tmp)
+        builders[method] = lambda tmp, method=method: _attribution_figures(
+            explain(method), batch, names, class_names, tmp
+        )
 
     def build(tmp: pathlib.Path) -> None:
         for kind in kinds:
             result.figures += builders[kind](tmp)
         (tmp / "gallery.json").write_text(_manifest(result), encoding="utf-8")
-        (tmp / "index.html").write_text(_html.page(result, _section_titles(kinds)), encoding="utf-8")
+        (tmp / "index.html").write_text(
+            _html.page(result, _section_titles(kinds)), encoding="utf-8"
+        )
 
     build_atomically(target, build)
     progress.say(f"Gallery written in {progress.elapsed:.1f} s: {target / 'index.html'}")
@@ -343,8 +405,11 @@ def _check_kinds(requested) -> tuple[str, ...]:
 
 def _section_titles(selected) -> dict[str, str]:
     fixed = {
-        "activations": "Activations", "filters": "Filter patterns", "cam_methods": "CAM methods compared",
-        "faithfulness": "Faithfulness", "sparsity": "Sparsity across depth",
+        "activations": "Activations",
+        "filters": "Filter patterns",
+        "cam_methods": "CAM methods compared",
+        "faithfulness": "Faithfulness",
+        "sparsity": "Sparsity across depth",
     }
     return {k: fixed[k] if k in fixed else get_method(k).title for k in selected}
 
@@ -373,9 +438,15 @@ def _default_layers(inspector: Inspector) -> list[str]:
 
 
 def _default_filter_layers(inspector: Inspector) -> list[str]:
-    convs = [info.name for info in inspector.layers() if _layers.is_conv(info.layer) and len(info.output_shape) == 4]
+    convs = [
+        info.name
+        for info in inspector.layers()
+        if _layers.is_conv(info.layer) and len(info.output_shape) == 4
+    ]
     if not convs:
-        raise InputError("The model has no convolution layer to draw filters for; pass filter_layers=[...].")
+        raise InputError(
+            "The model has no convolution layer to draw filters for; pass filter_layers=[...]."
+        )
     return _spread(convs, 3)
 
 
@@ -400,38 +471,67 @@ def _activation_figures(inspector, batch, names, layers, max_channels, tmp, prog
                 continue
             channels = a.shape[-1]
             shown = a[i : i + 1, ..., :max_channels]
-            fig = plot.activations({layer: shown}, ncols=min(16, shown.shape[-1]), figsize=(8.0, None))
+            fig = plot.activations(
+                {layer: shown}, ncols=min(16, shown.shape[-1]), figsize=(8.0, None)
+            )
             rel = _save(fig, tmp, f"activations/{i:02d}_{_slug(image_name)}/{_slug(layer)}.png")
-            note = f", first {max_channels} of {channels} channels" if channels > max_channels else ""
-            figures.append(GalleryFigure(
-                "activations", rel, layer,
-                f"Layer {layer}: output {_html.shape_text(a.shape[1:])}{note}, for {image_name}; "
-                "each tile is one channel, standardised.",
-                group=image_name,
-            ))
+            note = (
+                f", first {max_channels} of {channels} channels" if channels > max_channels else ""
+            )
+            figures.append(
+                GalleryFigure(
+                    "activations",
+                    rel,
+                    layer,
+                    f"Layer {layer}: output {_html.shape_text(a.shape[1:])}{note}, for {image_name}; "
+                    "each tile is one channel, standardised.",
+                    group=image_name,
+                )
+            )
     return figures
 
 
-def _filter_figures(inspector, layers, n_filters, steps, tmp, progress):
+def _filter_figures(inspector, layers, n_filters, steps, parametrization, tmp, progress):
     h, w = inspector.input_shape[:2]
     size = (h or 200, w or 200)
-    crop = min(25, min(size) // 8)
+    first = _default_filter_layers(inspector)[0]
     figures = []
     for layer in layers:
         progress.step(f"filters {layer}")
         channels = inspector.find_layer(layer).output_shape[-1]
         count = min(n_filters, channels)
+        p = parametrization
+        if p == "auto":
+            p = "pixel" if layer == first else DEEP_PARAMETRIZATION
+        n_steps = steps or FILTER_STEPS[p]
+        crop = min(25, min(size) // 8) if p == "pixel" else 0
         patterns = find_patterns(
-            inspector, layer, filters=range(count), steps=steps, size=size, crop=crop, verbose=False
+            inspector,
+            layer,
+            filters=range(count),
+            parametrization=p,
+            steps=n_steps,
+            size=size,
+            crop=crop,
+            verbose=False,
         )
         fig = plot.filters(patterns, title=f"{layer}: filters 0\u2013{count - 1} of {channels}")
         rel = _save(fig, tmp, f"filters/{_slug(layer)}.png")
-        figures.append(GalleryFigure(
-            "filters", rel, layer,
-            f"Layer {layer}: the input pattern that most activates each of its first {count} of "
-            f"{channels} filters ({steps} gradient-ascent steps from grey noise at "
-            f"{size[0]}\u00d7{size[1]}; mean activation reached {float(np.mean(patterns.losses)):.3g}).",
-        ))
+        how = {
+            "pixel": "gradient-ascent steps on the pixels from grey noise",
+            "fft": "Adam steps on a decorrelated Fourier spectrum under random transforms",
+            "maco": "NAdam steps on the phase of a natural-image spectrum, on random crops",
+        }[p]
+        figures.append(
+            GalleryFigure(
+                "filters",
+                rel,
+                layer,
+                f"Layer {layer}: the input pattern that most activates each of its first {count} of "
+                f"{channels} filters ({n_steps} {how} at {size[0]}\u00d7{size[1]}; mean activation "
+                f"reached {float(np.mean(patterns.losses)):.3g}).",
+            )
+        )
     return figures
 
 
@@ -440,7 +540,10 @@ def _describe_prediction(pred: np.ndarray, cls: int, class_names) -> tuple[str, 
     label = f"{class_name(cls, class_names)} (p={class_probability(pred, cls):.3f})"
     if pred.shape[-1] == 1:  # one sigmoid unit: class 1 = the unit, 0 = its complement
         p = float(pred[0])
-        return label, f"{class_name(1, class_names)} {p:.3f} / {class_name(0, class_names)} {1 - p:.3f}"
+        return (
+            label,
+            f"{class_name(1, class_names)} {p:.3f} / {class_name(0, class_names)} {1 - p:.3f}",
+        )
     top = np.argsort(-pred, kind="stable")[:3]
     return label, ", ".join(f"{class_name(int(c), class_names)} {float(pred[c]):.3f}" for c in top)
 
@@ -451,7 +554,13 @@ class _Explanations:
     naming the method as it starts."""
 
     def __init__(self, inspector, batch, layer, verbose, progress):
-        self.inspector, self.batch, self.layer, self.verbose, self.progress = inspector, batch, layer, verbose, progress
+        self.inspector, self.batch, self.layer, self.verbose, self.progress = (
+            inspector,
+            batch,
+            layer,
+            verbose,
+            progress,
+        )
         self.done: dict = {}
 
     def __call__(self, method: str, *, why: str = ""):
@@ -459,7 +568,9 @@ class _Explanations:
             cls = get_method(method)
             # A method's own bar shows its perturbed inputs (masked images, interpolation steps...).
             options = {"verbose": self.verbose} if _takes_verbose(cls) else {}
-            if self.layer is not None and issubclass(cls, LayerMethod):  # attributions take no layer
+            if self.layer is not None and issubclass(
+                cls, LayerMethod
+            ):  # attributions take no layer
                 options["layer"] = self.layer
             explainer = cls(self.inspector, **options)
             where = f" at {explainer.layer}" if getattr(explainer, "layer", None) else ""
@@ -473,14 +584,20 @@ def _cam_figures(explained, batch, names, class_names, tmp):
     h, w = explained.maps.shape[1:]
     figures = []
     for i, image_name in enumerate(names):
-        label, top = _describe_prediction(explained.predictions[i], int(explained.class_index[i]), class_names)
+        label, top = _describe_prediction(
+            explained.predictions[i], int(explained.class_index[i]), class_names
+        )
         fig = plot.gradcam(batch[i], explained.maps[i], titles=[label], figsize=(4.0, 4.0))
         rel = _save(fig, tmp, f"{method}/{i:02d}_{_slug(image_name)}.png")
-        figures.append(GalleryFigure(
-            method, rel, f"{image_name}: {label}",
-            f"{title} of {label} at layer {explained.layer} ({h}\u00d7{w} map, upsampled). "
-            f"Top predictions: {top}.",
-        ))
+        figures.append(
+            GalleryFigure(
+                method,
+                rel,
+                f"{image_name}: {label}",
+                f"{title} of {label} at layer {explained.layer} ({h}\u00d7{w} map, upsampled). "
+                f"Top predictions: {top}.",
+            )
+        )
     return figures
 
 
@@ -494,11 +611,14 @@ def _cam_methods_figure(explain, methods, batch, names, class_names, tmp, progre
     first = next(iter(results.values()))
     labels, rows = [], []
     for i, image_name in enumerate(names):
-        label = _describe_prediction(first.predictions[i], int(first.class_index[i]), class_names)[0]
+        label = _describe_prediction(first.predictions[i], int(first.class_index[i]), class_names)[
+            0
+        ]
         # Each method explains the image's top class; say so should one see another.
         others = [
             f"{title}: {_describe_prediction(r.predictions[i], int(r.class_index[i]), class_names)[0]}"
-            for title, r in results.items() if int(r.class_index[i]) != int(first.class_index[i])
+            for title, r in results.items()
+            if int(r.class_index[i]) != int(first.class_index[i])
         ]
         labels.append(f"{image_name}: {label}" + (f" ({'; '.join(others)})" if others else ""))
         rows.append(f"{image_name}\n{label}")
@@ -506,11 +626,15 @@ def _cam_methods_figure(explain, methods, batch, names, class_names, tmp, progre
     rel = _save(fig, tmp, "cam_methods.png")
     layers = ", ".join(dict.fromkeys(r.layer for r in results.values()))
     h, w = first.maps.shape[1:]
-    return [GalleryFigure(
-        "cam_methods", rel, f"CAM methods at {layers}",
-        f"{', '.join(results)} at layer {layers} ({h}\u00d7{w} maps, upsampled), one column per method "
-        f"and one row per image, each explaining the image's class: {'; '.join(labels)}.",
-    )]
+    return [
+        GalleryFigure(
+            "cam_methods",
+            rel,
+            f"CAM methods at {layers}",
+            f"{', '.join(results)} at layer {layers} ({h}\u00d7{w} maps, upsampled), one column per method "
+            f"and one row per image, each explaining the image's class: {'; '.join(labels)}.",
+        )
+    ]
 
 
 def _attribution_figures(explained, batch, names, class_names, tmp):
@@ -518,20 +642,28 @@ def _attribution_figures(explained, batch, names, class_names, tmp):
     method, title = explained.method, get_method(explained.method).title
     rows, notes = [], []
     for i, image_name in enumerate(names):
-        label, top = _describe_prediction(explained.predictions[i], int(explained.class_index[i]), class_names)
+        label, top = _describe_prediction(
+            explained.predictions[i], int(explained.class_index[i]), class_names
+        )
         rows.append(f"{image_name}\n{label}")
-        notes.append(f"{image_name}: {label}{_completeness(explained.details, i)}; top predictions: {top}")
+        notes.append(
+            f"{image_name}: {label}{_completeness(explained.details, i)}; top predictions: {top}"
+        )
     fig = plot.attributions(batch, explained.maps, view="all", titles=rows, figsize=(12.0, None))
     rel = _save(fig, tmp, f"{method}.png")
     options = ", ".join(f"{k}={v}" for k, v in explained.options.items() if k != "logits")
     h, w = explained.input_size
-    return [GalleryFigure(
-        method, rel, f"{title}: {', '.join(names)}",
-        f"{title}{f' ({options})' if options else ''}: which of the {h}\u00d7{w} input pixels moved each "
-        "image's class score. Left to right: the image; its attributions summed over the colour channels, "
-        "signed (red for the class, blue against); their magnitude; the magnitude over the image. Each map "
-        f"is clipped at the 99th percentile of its magnitudes. {'. '.join(notes)}.",
-    )]
+    return [
+        GalleryFigure(
+            method,
+            rel,
+            f"{title}: {', '.join(names)}",
+            f"{title}{f' ({options})' if options else ''}: which of the {h}\u00d7{w} input pixels moved each "
+            "image's class score. Left to right: the image; its attributions summed over the colour channels, "
+            "signed (red for the class, blue against); their magnitude; the magnitude over the image. Each map "
+            f"is clipped at the 99th percentile of its magnitudes. {'. '.join(notes)}.",
+        )
+    ]
 
 
 def _completeness(details: dict, i: int) -> str:
@@ -552,24 +684,43 @@ def _completeness(details: dict, i: int) -> str:
 
 def _faithfulness_figure(explain, methods, inspector, batch, names, layer, tmp, verbose, progress):
     """The CAM methods judged on the gallery's images, with the maps it already has."""
-    options = {m: {"layer": layer} for m in methods if layer is not None and issubclass(get_method(m), LayerMethod)}
+    options = {
+        m: {"layer": layer}
+        for m in methods
+        if layer is not None and issubclass(get_method(m), LayerMethod)
+    }
     chosen = metric_names(default=True)
     table = _evaluate(
-        inspector, batch, methods, chosen, explain=lambda m: explain(m, why="faithfulness: "),
-        method_options=options, computations=_computations(chosen, None), boxes=None, image_names=names, seed=0,
-        bootstrap=1000, batch_size=None, verbose=verbose, steps=progress,
+        inspector,
+        batch,
+        methods,
+        chosen,
+        explain=lambda m: explain(m, why="faithfulness: "),
+        method_options=options,
+        computations=_computations(chosen, None),
+        boxes=None,
+        image_names=names,
+        seed=0,
+        bootstrap=1000,
+        batch_size=None,
+        verbose=verbose,
+        steps=progress,
     )
     summary = table.summary()
     table.to_csv(tmp / "faithfulness.csv")
     summary.to_csv(tmp / "faithfulness_summary.csv")
     rel = _save(summary.plot(), tmp, "faithfulness.png")
     layers = ", ".join(dict.fromkeys(explain(m).layer for m in methods))
-    return [GalleryFigure(
-        "faithfulness", rel, f"Faithfulness of {', '.join(summary.titles.values())}",
-        f"How faithful each CAM method's maps at layer {layers} are to the model, on the {len(names)} image(s) "
-        f"(convviz.evaluate's default metrics; tables: faithfulness.csv, faithfulness_summary.csv). "
-        + _summary_caption(summary),
-    )]
+    return [
+        GalleryFigure(
+            "faithfulness",
+            rel,
+            f"Faithfulness of {', '.join(summary.titles.values())}",
+            f"How faithful each CAM method's maps at layer {layers} are to the model, on the {len(names)} image(s) "
+            f"(convviz.evaluate's default metrics; tables: faithfulness.csv, faithfulness_summary.csv). "
+            + _summary_caption(summary),
+        )
+    ]
 
 
 def _sparsity_figures(inspector, data, layers, tmp, progress):
@@ -578,16 +729,25 @@ def _sparsity_figures(inspector, data, layers, tmp, progress):
     table.to_csv(tmp / "sparsity.csv")
     rel = _save(table.plot(), tmp, "sparsity.png")
     first, last = table.rows[0], table.rows[-1]
-    return [GalleryFigure(
-        "sparsity", rel, "Sparsity across depth",
-        f"Over {table.images} image(s): the fraction of blank channels goes from "
-        f"{first.blank_fraction:.0%} at {first.layer} to {last.blank_fraction:.0%} at {last.layer}; "
-        f"zero activations from {first.zero_fraction:.0%} to {last.zero_fraction:.0%} "
-        "(table: sparsity.csv).",
-    )]
+    return [
+        GalleryFigure(
+            "sparsity",
+            rel,
+            "Sparsity across depth",
+            f"Over {table.images} image(s): the fraction of blank channels goes from "
+            f"{first.blank_fraction:.0%} at {first.layer} to {last.blank_fraction:.0%} at {last.layer}; "
+            f"zero activations from {first.zero_fraction:.0%} to {last.zero_fraction:.0%} "
+            "(table: sparsity.csv).",
+        )
+    ]
 
 
 def _manifest(result: Gallery) -> str:
     return json.dumps(
-        {"model": result.model, "info": result.info, "figures": [asdict(f) for f in result.figures]}, indent=2
+        {
+            "model": result.model,
+            "info": result.info,
+            "figures": [asdict(f) for f in result.figures],
+        },
+        indent=2,
     )

@@ -16,7 +16,7 @@ Other options mirror :func:`convviz.gallery`: ``:kinds:`` (any of
 :func:`convviz.galleries.kinds`, which include every registered CAM method, e.g.
 ``gradcam_plusplus``, ``cam_methods``, the methods side by side, and every pixel
 attribution method, e.g. ``integrated_gradients``), ``:layers:``,
-``:filter-layers:``, ``:filters:``, ``:filter-steps:``, ``:max-channels:``,
+``:filter-layers:``, ``:filters:``, ``:filter-steps:``, ``:filter-parametrization:``, ``:max-channels:``,
 ``:cam-layer:`` and ``:class-names:`` (comma-separated).
 
 Each figure links to its PNG, so a wide one (``cam_methods``, an attribution method's)
@@ -174,6 +174,7 @@ class GalleryDirective(_ConvvizDirective):
         "filter-layers": directives.unchanged,
         "filters": directives.positive_int,
         "filter-steps": directives.positive_int,
+        "filter-parametrization": lambda arg: directives.choice(arg, ("auto", "pixel", "fft", "maco")),
         "max-channels": directives.positive_int,
         "cam-layer": directives.unchanged,
         "class-names": directives.unchanged,
@@ -187,13 +188,15 @@ class GalleryDirective(_ConvvizDirective):
             "layers": _words(self.options.get("layers")) or None,
             "filter_layers": _words(self.options.get("filter-layers")) or None,
             "filters": self.options.get("filters", 16),
-            "filter_steps": self.options.get("filter-steps", 30),
+            "filter_steps": self.options.get("filter-steps"),
             "max_channels": self.options.get("max-channels", 64),
             "class_names": _comma_list(self.options.get("class-names")) or None,
         }
         cam_layer = (self.options.get("cam-layer") or "").strip()
         if cam_layer:  # only when given, so that other directives keep their cache keys
             settings["cam_layer"] = cam_layer
+        if "filter-parametrization" in self.options:
+            settings["filter_parametrization"] = self.options["filter-parametrization"]
         folder = self._cache_folder(env, [model, images, settings], model_files + image_files)
         if not (folder / "gallery.json").is_file():
             from convviz.galleries import gallery

@@ -33,13 +33,13 @@ def test_quick_suite_runs_every_benchmark_with_finite_numbers(tmp_path, capsys):
         extra.add("attributions vs captum")
         peers = [r for r in records if r["benchmark"] == "attributions vs captum"]
         assert len(peers) == 2 and all(r["max_relative_l2"] < 2e-2 for r in peers), peers
-    extra |= {"metrics deletion", "metrics mufidelity"}
+    extra |= {"metrics deletion", "metrics mufidelity", "feature vis fft", "feature vis maco"}
     if any(r["benchmark"] == "metrics vs torchcam" for r in records):  # torch, torchcam installed
         extra.add("metrics vs torchcam")
         (peer,) = [r for r in records if r["benchmark"] == "metrics vs torchcam"]
         assert peer["max_auc_diff"] < 1e-2 and peer["max_auc_diff_own_maps"] < 1e-2, peer
         assert peer["max_map_diff"] < 1e-3, peer
-    assert {r["benchmark"] for r in records} == set(run.BENCHMARKS) - {"cams", "attributions", "metrics"} | extra
+    assert {r["benchmark"] for r in records} == set(run.BENCHMARKS) - {"cams", "attributions", "metrics", "feature_vis"} | extra
     for r in records:
         assert r["ratios"], r["benchmark"]
         assert r["targets"], r["benchmark"]

@@ -1,0 +1,98 @@
+"""Feature visualization's Fourier and MaCo parametrisations vs their physical floor.
+
+EfficientNet-Lite0 (ImageNet weights), 16 filters of a layer, 224 x 224. Two timings,
+interleaved in one process, warm-up (compilation) excluded, medians:
+
+- floor: one compiled forward + backward pass of the model up to the layer over the
+  batch a step really feeds it: the 16 images (``fft``, under one standard transform)
+  or 16 x ``crops`` crops (``maco``), in the chunks ``convviz.filters`` uses;
+- convviz: ``convviz.filters(..., parametrization=p)`` end to end (start variables,
+  every step with the spectrum -> image map, the random transforms, the optimiser
+  update, then the final forward pass and the display).
+
+Reported per filter-step. Target: convviz <= 1.2x the floor.
+
+    KERAS_BACKEND=tensorflow python benchmarks/feature_vis.py [--quick]
+"""
+
+from __future__ import annotations
+
+import common  # first: it quiets TensorFlow's start-up logs
+import keras
+import numpy as np
+
+from convviz import efficientnet, transforms
+from convviz._autodiff import gradient_step
+from convviz.filter_patterns import _head, chunk_size, filters
+from convviz.inspector import Inspector
+
+TARGET = 1.2
+CROPS = 4
+FULL = {"layers": ("block5c_expand_conv", "top_conv"), "n_filters": 16, "steps": 20, "size": 224}
+QUICK = {"layers": ("block3b_expand_conv",), "n_filters": 2, "steps": 2, "size": 64}
+
+
+def floor_pass(head, images, indices, chunk, copies):
+    """Forward + backward over every (filter, copy) image, ``chunk`` filters at a time."""
+    ops = keras.ops
+    onehot = np.repeat(np.eye(head.output.shape[-1], dtype="float32")[indices], copies, axis=0)
+
+    def objective(act, onehot):
+        own = ops.einsum("bhwc,bc->bhw", act, onehot)
+        return ops.sum(ops.mean(own[:, 2:-2, 2:-2], axis=(1, 2)))
+
+    step = gradient_step(head, objective)
+    size = chunk * copies
+
+    def run():
+        for i in range(0, len(images), size):
+            _, grad, _ = step([images[i : i + size]], onehot[i : i + size])
+            keras.ops.convert_to_numpy(grad)
+
+    return run
+
+
+def run(quick: bool, repeats: int) -> list[dict]:
+    cfg = QUICK if quick else FULL
+    n, steps, size = cfg["n_filters"], cfg["steps"], (cfg["size"], cfg["size"])
+    model = efficientnet.efficientnet_lite0()
+    inspector = Inspector.of(model)
+    indices = np.arange(n)
+    rng = np.random.default_rng(0)
+    records = []
+    for layer in cfg["layers"]:
+        head, elements = _head(inspector, inspector.find_layer(layer), *size)
+        for p, copies in (("fft", 1), ("maco", CROPS)):
+            chunk = chunk_size(elements * copies, n)
+            images = rng.uniform(0, 255, size=(n * copies, *size, 3)).astype("float32")
+            matrix = transforms.standard_transforms(0, 1, size)[0]
+            images = keras.ops.convert_to_numpy(transforms.apply(images, matrix, fill_value=127.5))
+            floor = floor_pass(head, images, indices, chunk, copies)
+
+            def ours(steps=steps, p=p, layer=layer):
+                filters(model, layer, filters=indices, parametrization=p, steps=steps, size=size,
+                        crops=CROPS, verbose=False)
+
+            floor(), ours(steps=1)  # compile every chunk shape
+            samples: dict = {}
+            t = common.median_times({"floor": floor, "convviz": ours}, repeats, warmup=0,
+                                    samples=samples)
+            per = {"floor": t["floor"] / n, "convviz": t["convviz"] / (n * steps)}
+            ratio = per["convviz"] / per["floor"]
+            records.append(common.record(
+                f"feature vis {p}", f"Lite0 {size[0]} {layer}",
+                {f"{k} per filter-step": v for k, v in per.items()},
+                {"convviz/floor": ratio},
+                [common.target(f"{p} <= {TARGET}x floor per filter-step", ratio, TARGET)],
+                filters=n, steps=steps, chunk=chunk, images_per_step=n * copies,
+                totals=t, samples=samples,
+            ))
+    return records
+
+
+if __name__ == "__main__":
+    import sys
+
+    from run import main
+
+    main(["--only", "feature_vis", *sys.argv[1:]])
