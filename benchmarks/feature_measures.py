@@ -44,13 +44,13 @@ CLASSES = (1, 2, 31, 130, 281, 323, 985, 951, 980, 504)
 RESULTS = pathlib.Path(__file__).parent / "results"
 
 
-def measure_layer(model, layer, n_filters, steps, log):
+def measure_layer(model, layer, n_filters, steps, log, size=224):
     rows, patterns = [], {}
     for p in PARAMETRIZATIONS:
         start = time.perf_counter()
         result = convviz.filters(
             model, layer, filters=range(n_filters), parametrization=p, steps=steps,
-            size=224, verbose=False,
+            size=size, verbose=False,
         )
         seconds = time.perf_counter() - start
         patterns[p] = result
@@ -62,6 +62,7 @@ def measure_layer(model, layer, n_filters, steps, log):
             "parametrization": p,
             "steps": steps,
             "filters": n_filters,
+            "size": size,
             "seconds": seconds,
             "mean_activation": float(np.mean(result.losses)),
             "robust_activation": float(np.mean(robust)),
@@ -124,23 +125,112 @@ def figure(patterns: dict, title: str, path: pathlib.Path, n_show: int = 8):
     plt.close(fig)
 
 
+def render_rst(path: pathlib.Path) -> str:
+    """The filters page's measured section, from the JSON results of every backend."""
+    full = json.loads((RESULTS / "feature_measures_tensorflow.json").read_text())
+    lines = [
+        ".. This file is written by benchmarks/feature_measures.py --rst; do not edit.",
+        "",
+    ]
+    steps = full["layers"][0]["steps"]
+    n = full["layers"][0]["filters"]
+    for layer in dict.fromkeys(r["layer"] for r in full["layers"]):
+        rows = [r for r in full["layers"] if r["layer"] == layer]
+        lines += [
+            f".. figure:: /_static/feature_vis/{layer}_tensorflow.png",
+            f"   :alt: Filter patterns of {layer}: pixel, fft and maco",
+            "",
+            f"   ``{layer}``, filters 0-7 of the {n} measured, {steps} steps each (TensorFlow).",
+            "",
+            ".. list-table::",
+            "   :header-rows: 1",
+            "",
+            "   * - parametrisation",
+            "     - robust activation (x pixel)",
+            f"     - selective (of {n})",
+            "     - spectral slope",
+            "     - seconds",
+        ]
+        for r in rows:
+            lines += [
+                f"   * - ``{r['parametrization']}``",
+                f"     - {r['robust_activation']:.2f} ({r['robust_vs_pixel']:.2f}x)",
+                f"     - {r['selective']}",
+                f"     - {r['spectral_slope']:.2f}",
+                f"     - {r['seconds']:.0f}",
+            ]
+        lines.append("")
+    for c in full["classes"]:
+        hits = [round(h * 10) for h in c["consistency"]]
+        lines += [
+            f".. figure:: /_static/feature_vis/classes_{c['parametrization']}_tensorflow.png",
+            f"   :alt: Class visualisations ({c['parametrization']})",
+            "",
+            f"   Class visualisations ({c['parametrization']}, {c['steps']} steps) of ImageNet "
+            f"classes {', '.join(map(str, c['classes']))}: classified as their class on "
+            f"{', '.join(map(str, hits))} of 10 random crops/rescales "
+            f"({c['at_least_8_of_10']} of {len(hits)} classes on at least 8).",
+            "",
+        ]
+    small = sorted(RESULTS.glob("feature_measures_*_small.json"))
+    if small:
+        runs = [json.loads(p.read_text()) for p in small]
+        first = runs[0]["layers"][0]
+        lines += [
+            f"The same measures on every backend, smaller ({first['filters']} filters, "
+            f"{first['steps']} steps, {first['size']} x {first['size']}; selectivity out of "
+            f"{first['filters']}):",
+            "",
+            ".. list-table::",
+            "   :header-rows: 1",
+            "",
+            "   * - layer",
+            "     - parametrisation",
+            *[f"     - {run['backend']}" for run in runs],
+        ]
+        for i, r in enumerate(runs[0]["layers"]):
+            lines += [f"   * - ``{r['layer']}``", f"     - ``{r['parametrization']}``"]
+            for run in runs:
+                q = run["layers"][i]
+                lines.append(
+                    f"     - {q['robust_vs_pixel']:.2f}x, {q['selective']} selective, "
+                    f"slope {q['spectral_slope']:.2f}"
+                )
+        lines.append("")
+    text = "\n".join(lines)
+    path.write_text(text)
+    return text
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=256)
     parser.add_argument("--filters", type=int, default=16)
     parser.add_argument("--layers", nargs="*", default=list(LAYERS))
+    parser.add_argument("--size", type=int, default=224, help="pattern size (the classes: 224)")
+    parser.add_argument("--json", type=pathlib.Path, help="default: results/feature_measures_<backend>.json")
     parser.add_argument("--figures", type=pathlib.Path)
     parser.add_argument("--no-classes", action="store_true")
+    parser.add_argument("--save", type=pathlib.Path, help="folder for the raw patterns (.npz)")
     parser.add_argument("--quick", action="store_true", help="4 filters, 8 steps, one layer")
+    parser.add_argument("--rst", type=pathlib.Path,
+                        help="only write the docs' section from the saved results to this file")
     args = parser.parse_args()
+    if args.rst:
+        render_rst(args.rst)
+        return
     if args.quick:
         args.steps, args.filters, args.layers = 8, 4, ["block3b_expand_conv"]
     backend = keras.backend.backend()
     model = efficientnet.efficientnet_lite0()
     out = {"backend": backend, "machine": common.machine_info(), "layers": [], "classes": []}
     for layer in args.layers:
-        rows, patterns = measure_layer(model, layer, args.filters, args.steps, print)
+        rows, patterns = measure_layer(model, layer, args.filters, args.steps, print, args.size)
         out["layers"].extend(rows)
+        if args.save:
+            args.save.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(args.save / f"{layer}_{backend}.npz",
+                                **{p: r.raw for p, r in patterns.items()})
         if args.figures:
             figure(patterns, f"Lite0 {layer}: {args.steps} steps each",
                    args.figures / f"{layer}_{backend}.png")
@@ -151,7 +241,7 @@ def main():
             if args.figures:
                 figure({p: result}, f"Lite0 class visualisations ({p})",
                        args.figures / f"classes_{p}_{backend}.png", n_show=len(CLASSES))
-    path = RESULTS / f"feature_measures_{backend}.json"
+    path = args.json or RESULTS / f"feature_measures_{backend}.json"
     if not args.quick:
         path.write_text(json.dumps(out, indent=1) + "\n")
         print(f"wrote {path}")

@@ -1,6 +1,7 @@
 """Feature visualization's Fourier and MaCo parametrisations vs their physical floor.
 
-EfficientNet-Lite0 (ImageNet weights), 16 filters of a layer, 224 x 224. Two timings,
+EfficientNet-Lite0 (ImageNet weights), 16 filters of ``block5c_expand_conv`` and
+``top_conv`` at 224 x 224 (JAX and PyTorch: 8 filters of the first, see FULL_SLOW). Timings,
 interleaved in one process, warm-up (compilation) excluded, medians:
 
 - floor: one compiled forward + backward pass of the model up to the layer over the
@@ -9,6 +10,9 @@ interleaved in one process, warm-up (compilation) excluded, medians:
 - convviz: ``convviz.filters(..., parametrization=p)`` end to end (start variables,
   every step with the spectrum -> image map, the random transforms, the optimiser
   update, then the final forward pass and the display).
+
+- parametrisation: the forward and backward pass of the spectrum -> image map and the
+  transforms alone on the same batch (what convviz adds to the floor by design).
 
 Reported per filter-step. Target: convviz <= 1.2x the floor.
 
@@ -29,6 +33,9 @@ from convviz.inspector import Inspector
 TARGET = 1.2
 CROPS = 4
 FULL = {"layers": ("block5c_expand_conv", "top_conv"), "n_filters": 16, "steps": 20, "size": 224}
+# JAX and PyTorch run Lite0's backward pass 6-15x slower than TensorFlow on 2 CPU cores
+# (depthwise convolutions): one layer, 8 filters, 10 steps keep them to a few minutes.
+FULL_SLOW = {"layers": ("block5c_expand_conv",), "n_filters": 8, "steps": 10, "size": 224}
 QUICK = {"layers": ("block3b_expand_conv",), "n_filters": 2, "steps": 2, "size": 64}
 
 
@@ -52,8 +59,36 @@ def floor_pass(head, images, indices, chunk, copies):
     return run
 
 
+def parametrisation_pass(p, n, chunk, copies, size):
+    """Forward + backward of the variable -> transformed batch map alone, per chunk."""
+    from convviz import parametrizations
+    from convviz._autodiff import ascent_step
+
+    h, w = size
+    var = parametrizations.initial_parameters(p, 0, [(i,) for i in range(n)], (h, w, 3))
+    maps = (
+        transforms.crop_transforms(0, 1, copies, size)[0]
+        if p == "maco"
+        else transforms.standard_transforms(0, 1, size)[0]
+    )
+    identity = keras.Sequential([keras.Input((h, w, 3)), keras.layers.Identity()])
+
+    def transform(x):
+        image = parametrizations.parameters_to_images(p, x, pixel_range=(0, 255), size=size)
+        return transforms.apply(image, maps, fill_value=127.5)
+
+    step = ascent_step(identity, lambda y, x: (keras.ops.sum(y), ()), lambda x, g: g, transform)
+
+    def run():
+        for i in range(0, n, chunk):
+            keras.ops.convert_to_numpy(step(var[i : i + chunk])[0])
+
+    return run
+
+
 def run(quick: bool, repeats: int) -> list[dict]:
-    cfg = QUICK if quick else FULL
+    slow = keras.backend.backend() in ("jax", "torch")
+    cfg = QUICK if quick else FULL_SLOW if slow else FULL
     n, steps, size = cfg["n_filters"], cfg["steps"], (cfg["size"], cfg["size"])
     model = efficientnet.efficientnet_lite0()
     inspector = Inspector.of(model)
@@ -68,16 +103,23 @@ def run(quick: bool, repeats: int) -> list[dict]:
             matrix = transforms.standard_transforms(0, 1, size)[0]
             images = keras.ops.convert_to_numpy(transforms.apply(images, matrix, fill_value=127.5))
             floor = floor_pass(head, images, indices, chunk, copies)
+            param = parametrisation_pass(p, n, chunk, copies, size)
 
             def ours(steps=steps, p=p, layer=layer):
                 filters(model, layer, filters=indices, parametrization=p, steps=steps, size=size,
                         crops=CROPS, verbose=False)
 
-            floor(), ours(steps=1)  # compile every chunk shape
+            floor(), ours(steps=1), param()  # compile every chunk shape
             samples: dict = {}
-            t = common.median_times({"floor": floor, "convviz": ours}, repeats, warmup=0,
-                                    samples=samples)
-            per = {"floor": t["floor"] / n, "convviz": t["convviz"] / (n * steps)}
+            t = common.median_times(
+                {"floor": floor, "convviz": ours, "parametrisation": param}, repeats, warmup=0,
+                samples=samples,
+            )
+            per = {
+                "floor": t["floor"] / n,
+                "convviz": t["convviz"] / (n * steps),
+                "parametrisation": t["parametrisation"] / n,
+            }
             ratio = per["convviz"] / per["floor"]
             records.append(common.record(
                 f"feature vis {p}", f"Lite0 {size[0]} {layer}",

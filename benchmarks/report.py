@@ -22,6 +22,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 BACKENDS = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
 COLORS = {"tensorflow": "#e8710a", "jax": "#1a73e8", "torch": "#9334e6"}
 CHART = "performance.png"
+LOADED = "†"  # marks a number measured while the load average exceeded the core count
 
 
 def load(folder: pathlib.Path) -> dict[str, dict]:
@@ -36,13 +37,24 @@ def load(folder: pathlib.Path) -> dict[str, dict]:
     return found
 
 
+def under_load(rec: dict) -> bool:
+    """True if ``rec`` was measured under load (records written before the quiet-machine
+    protocol have no ``under_load`` key: False)."""
+    return bool(rec.get("under_load"))
+
+
 def target_rows(results: dict[str, dict]) -> list[tuple[str, str, dict]]:
-    """(target name, model, {backend: target dict}) in the order the benchmarks ran."""
+    """(target name, model, {backend: target dict}) in the order the benchmarks ran.
+
+    Each target dict also says ``under_load``, from its record.
+    """
     rows: dict[tuple[str, str], dict] = {}
     for backend, payload in results.items():
         for rec in payload["results"]:
             for t in rec["targets"]:
-                rows.setdefault((t["name"], rec["model"]), {})[backend] = t
+                rows.setdefault((t["name"], rec["model"]), {})[backend] = {
+                    **t, "under_load": under_load(rec)
+                }
     first: dict[str, int] = {}
     for name, _ in rows:
         first.setdefault(name, len(first))
@@ -55,7 +67,8 @@ def target_rows(results: dict[str, dict]) -> list[tuple[str, str, dict]]:
 def _cell(t: dict | None) -> str:
     if t is None:
         return "--"
-    return f"{t['value']:.2f} {'✓' if t['met'] else '✗ missed'}"
+    mark = f" {LOADED}" if t.get("under_load") else ""
+    return f"{t['value']:.2f} {'✓' if t['met'] else '✗ missed'}{mark}"
 
 
 def _fmt_time(seconds: float) -> str:
@@ -100,17 +113,63 @@ def times_rows(results: dict[str, dict]) -> list[list[str]]:
     for backend, payload in results.items():
         for rec in payload["results"]:
             if rec["times"]:
-                rows.setdefault((rec["benchmark"], rec["model"]), {})[backend] = rec["times"]
+                rows.setdefault((rec["benchmark"], rec["model"]), {})[backend] = rec
     out = []
     for (bench, model), by in rows.items():
         cells = []
         for backend in results:
-            times = by.get(backend)
-            cells.append(
-                "; ".join(f"{k} {_fmt_time(v)}" for k, v in times.items()) if times else "--"
-            )
+            rec = by.get(backend)
+            if rec is None:
+                cells.append("--")
+                continue
+            cell = "; ".join(f"{k} {_fmt_time(v)}" for k, v in rec["times"].items())
+            cells.append(f"{cell} {LOADED}" if under_load(rec) else cell)
         out.append([bench, model, *cells])
     return out
+
+
+def loaded_note(records) -> list[str]:
+    """The footnote under a table, if one of its ``records`` is marked (else no lines).
+
+    Examples
+    --------
+    >>> loaded_note([{"under_load": False}, {"times": {}}])
+    []
+    >>> loaded_note([{"under_load": True, "load": {"repeated": 3}}])[0][:60]
+    '† measured while the load average exceeded the core count, e'
+    """
+    loaded = [rec for rec in records if under_load(rec)]
+    if not loaded:
+        return []
+    retried = any(rec.get("load", {}).get("repeated") for rec in loaded)
+    return [
+        f"{LOADED} measured while the load average exceeded the core count"
+        + (", even after the rounds under load were timed again." if retried else "."),
+        "",
+    ]
+
+
+def protocol_sentence(results: dict[str, dict]) -> str:
+    """How loaded rounds were handled, from the records' settings ('' for older records)."""
+    loads = [rec["load"] for rec in _records(results, "times") if "load" in rec]
+    if not loads:
+        return ""
+    retries = max(load.get("retries", 0) for load in loads)
+    pause = max(load.get("pause", 0.0) for load in loads)
+    if retries:
+        rule = (
+            "a round during which it exceeded the core count is timed again (after "
+            f"{pause:g} s, up to {retries} time{'s' * (retries != 1)}), and a number whose "
+            f"rounds stayed loaded is marked {LOADED}."
+        )
+    else:
+        rule = f"a number measured while it exceeded the core count is marked {LOADED}."
+    return " The 1-minute load average is read before and after each round of timed calls; " + rule
+
+
+def _records(results: dict[str, dict], key: str) -> list[dict]:
+    """Every record, of every backend, with a non-empty ``key`` (targets or times)."""
+    return [rec for payload in results.values() for rec in payload["results"] if rec[key]]
 
 
 def memory_lines(results: dict[str, dict]) -> list[str]:
@@ -189,7 +248,7 @@ def page(results: dict[str, dict], notes: str) -> str:
         "on Xception's ``block3_sepconv1`` at 200 x 200, 64 filters, timed over 10 steps "
         "(the time per step does not depend on their number). Warm-up "
         "calls (compilation) are excluded, the callables compared are timed interleaved "
-        "in one process, and each number is a median over repeats.",
+        "in one process, and each number is a median over repeats." + protocol_sentence(results),
         "",
         "Machine",
         "-------",
@@ -206,6 +265,7 @@ def page(results: dict[str, dict], notes: str) -> str:
              for name, model, by in target_rows(results)],
             " ".join(["30", "16"] + ["18"] * len(backends)),
         ),
+        *loaded_note(_records(results, "targets")),
         f".. image:: _static/{CHART}",
         "   :alt: Bar chart of each measured ratio per model and backend, with the target"
         " as a dashed line.",
@@ -221,6 +281,7 @@ def page(results: dict[str, dict], notes: str) -> str:
             times_rows(results),
             " ".join(["12", "16"] + ["24"] * len(backends)),
         ),
+        *loaded_note(_records(results, "times")),
         *memory_lines(results),
         "Reproduce",
         "---------",

@@ -120,7 +120,8 @@ class FilterPatterns:
 
     def plot(self, **kwargs):
         """:func:`convviz.plot.filters` of these patterns; keyword arguments are passed on
-        (``ncols``, ``margin``, ``title``, ``figsize``, ``save``). Returns a matplotlib Figure."""
+        (``ncols``, ``margin``, ``title``, ``figsize``, ``save``, ``transparency`` for MaCo
+        results). Returns a matplotlib Figure."""
         return plot.filters(self, **kwargs)
 
     def __repr__(self) -> str:
@@ -293,8 +294,6 @@ def filters(
     >>> fft.images.shape, fft.parametrization
     ((2, 64, 64, 3), 'fft')
     """
-    batch_size = check_batch_size(batch_size, allow_none=True)
-    verbose = check_verbose(verbose)
     inspector = Inspector.of(model)
     info = inspector.find_layer(layer)
     _check_feature_map(info)
@@ -317,11 +316,8 @@ def filters(
     )
     parametrization, transforms, steps = options.parametrization, options.transforms, options.steps
     (h, w), (lo, hi), crop = options.size, options.pixel_range, options.crop
-    learning_rate, memory_budget, entropy = (
-        options.learning_rate,
-        options.memory_budget,
-        options.seed,
-    )
+    learning_rate, entropy = options.learning_rate, options.seed
+    images_per_filter = options.images_per_target
     chapter = (
         parametrization == "pixel"
         and transforms == "none"
@@ -342,29 +338,14 @@ def filters(
     head, elements = _head(inspector, info, h, w)
     indices = _filter_indices(filters, head.output.shape[-1], info.name)
     if not chapter:
-        options = _Options(
-            parametrization,
-            transforms,
-            steps,
-            learning_rate,
-            (h, w),
-            (lo, hi),
-            crop,
-            images_per_filter,
-            diversity,
-            crops,
-            batch_size,
-            memory_budget,
-            verbose,
-            entropy,
-        )
         weights = np.eye(head.output.shape[-1], dtype=np.float32)[indices]
         spatial = "window" if objective == "channel" else "centre"
         return _optimised(
             inspector, info.name, head, elements, weights, indices, objective, spatial, options
         )
-    if batch_size is None:
-        batch_size = chunk_size(elements, len(indices), memory_budget=memory_budget)
+    batch_size = options.batch_size or chunk_size(
+        elements, len(indices), memory_budget=options.memory_budget
+    )
     step = _step(inspector, info.name, head, h, w, jitter > 0, blur > 0, tv > 0)
     scale = hi - lo
     extra = [
@@ -375,7 +356,7 @@ def filters(
     shifts = _jitter_shifts(entropy, steps, jitter)
     eye = np.eye(head.output.shape[-1], dtype=np.float32)
 
-    progress = Progress(len(indices), verbose, "filter")
+    progress = Progress(len(indices), options.verbose, "filter")
     raw_parts, loss_parts = [], []
     for start in range(0, len(indices), batch_size):
         chunk = indices[start : start + batch_size]

@@ -279,19 +279,22 @@ def parameters_to_images(parametrization: str, params, *, pixel_range, size):
     return params
 
 
-def spectral_slope(images) -> np.ndarray:
+def spectral_slope(images, *, bins: int = 16) -> np.ndarray:
     """Slope of the radially averaged log amplitude spectrum, per image.
 
     The grey-level image (channel mean, mean removed) is Fourier transformed; the
-    amplitude is averaged over rings of integer radius (1 to half the smaller side,
-    in frequency bins) and ``log(amplitude)`` is fitted against ``log(radius)`` by
-    least squares. Natural photographs give about -1 to -2 (1/f statistics); white
-    noise about 0.
+    amplitude is averaged over ``bins`` rings whose radii are spaced evenly in
+    log-frequency from 1 bin to half the smaller side (so every octave weighs the
+    same, not the many high-frequency rings), and ``log(amplitude)`` is fitted against
+    ``log(radius)`` by least squares. Natural photographs give about -1 to -2 (their
+    1/f amplitude spectrum); white noise about 0.
 
     Parameters
     ----------
     images : array
         (N, H, W, C) or (N, H, W).
+    bins : int
+        Log-spaced rings.
 
     Returns
     -------
@@ -312,12 +315,16 @@ def spectral_slope(images) -> np.ndarray:
     x = x - x.mean(axis=(1, 2), keepdims=True)
     amplitude = np.abs(np.fft.fftshift(np.fft.fft2(x), axes=(1, 2)))
     yy, xx = np.indices((h, w))
-    radius = np.hypot(yy - h // 2, xx - w // 2).round().astype(int)
-    rings = np.arange(1, min(h, w) // 2)
-    counts = np.bincount(radius.ravel())[rings]
+    radius = np.hypot(yy - h // 2, xx - w // 2)
+    edges = np.geomspace(1.0, min(h, w) / 2, bins + 1)
+    ring = np.digitize(radius.ravel(), edges) - 1  # -1 below the first edge, bins beyond
+    used = (ring >= 0) & (ring < bins)
+    counts = np.bincount(ring[used], minlength=bins)
+    keep = counts > 0
+    centres = np.sqrt(edges[:-1] * edges[1:])[keep]
     slopes = np.empty(n)
     for i in range(n):
-        sums = np.bincount(radius.ravel(), weights=amplitude[i].ravel())[rings]
-        mean = np.maximum(sums / counts, 1e-12)
-        slopes[i] = np.polyfit(np.log(rings), np.log(mean), 1)[0]
+        sums = np.bincount(ring[used], weights=amplitude[i].ravel()[used], minlength=bins)
+        mean = np.maximum(sums[keep] / counts[keep], 1e-12)
+        slopes[i] = np.polyfit(np.log(centres), np.log(mean), 1)[0]
     return slopes

@@ -834,6 +834,23 @@ def sparsity(tables, *, labels=None, figsize=None, save=None) -> Figure:
     return _save(fig, save)
 
 
+def _faded(patterns) -> np.ndarray:
+    """uint8 patterns blended towards white by their normalised transparency maps."""
+    maps = getattr(patterns, "transparency", None)
+    if maps is None:
+        raise InputError(
+            "transparency=True needs a result with transparency maps: "
+            "convviz.filters(..., parametrization='maco')."
+        )
+    images = np.asarray(patterns.images, dtype=np.float64)
+    h, w = images.shape[1:3]
+    top, left = (maps.shape[1] - h) // 2, (maps.shape[2] - w) // 2
+    maps = maps[:, top : top + h, left : left + w]
+    scale = np.percentile(maps.reshape(len(maps), -1), 99, axis=1)[:, None, None]
+    alpha = np.clip(maps / np.maximum(scale, 1e-12), 0, 1)[..., None]
+    return np.round(images * alpha + 255.0 * (1 - alpha)).astype(np.uint8)
+
+
 @renamed(columns="ncols")
 @_legacy_figsize(lambda width: (width, None))
 def filters(
@@ -844,6 +861,7 @@ def filters(
     title: str | None = None,
     figsize=None,
     save=None,
+    transparency: bool = False,
 ) -> Figure:
     """The chapter's filter figure: patterns in a grid (8 x 8 for 64 filters).
 
@@ -863,6 +881,10 @@ def filters(
         ``width=``).
     save : path, optional
         Also write the figure there (PNG, PDF, SVG... by extension).
+    transparency : bool
+        MaCo results only: fade each pattern towards white where its ``transparency``
+        map is low (the map divided by its 99th percentile, clipped to [0, 1]), as the
+        MaCo paper shows its images: what remains is where the image mattered.
 
     Returns
     -------
@@ -879,6 +901,8 @@ def filters(
     indices = getattr(patterns, "filter_indices", None)
     if title is None and indices is not None and hasattr(patterns, "layer"):
         title = f"{patterns.layer}: filters {_describe_indices(indices)}"
+    if transparency:
+        patterns = _faded(patterns)
     grid = filter_grid(patterns, ncols=ncols, margin=margin)
     title_in = 0.35 if title else 0.0
     width = 8.0 if width is None else width

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from convviz import cli
@@ -64,6 +66,17 @@ def test_gallery_for_a_saved_model_and_two_images(tmp_path, saved_model, two_ima
         assert name in page
     assert len(list((out / "gradcam").glob("*.png"))) == 2
     assert (out / "sparsity.png").exists() and len(list((out / "filters").glob("*.png"))) == 2
+
+
+def test_gallery_filter_parametrization(tmp_path, saved_model, two_images, capsys):
+    out = tmp_path / "out"
+    argv = ["gallery", saved_model, two_images[0], "--out", str(out), "--kinds", "filters"]
+    assert cli.main([*argv, *FAST, "--filter-parametrization", "maco"]) == 0
+    manifest = json.loads((out / "gallery.json").read_text())
+    captions = [f["caption"] for f in manifest["figures"]]
+    assert len(captions) == 2 and all("phase of a natural-image spectrum" in c for c in captions)
+    with pytest.raises(SystemExit):
+        cli.main([*argv, "--filter-parametrization", "wavelet"])
 
 
 def _fails_cleanly(argv, capsys, message):

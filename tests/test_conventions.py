@@ -130,6 +130,8 @@ ALLOWED_POSITIONAL = {
     "convviz.methods.cam.LazyBatch": ["length", "build"],
     # The layer is what is visualised, not an option: filters(model, "block1_conv1").
     "convviz.filter_patterns.filters": ["model", "layer"],
+    # What is visualised, as filters' layer: visualize(model, Objective.classes([1])).
+    "convviz.feature_visualization.visualize": ["model", "objective"],
     # A gallery is written to a folder: where is as required as what.
     "convviz.galleries.gallery": ["model", "images", "out_dir"],
     # The model and the data it trains on (train, validation), as model.fit's x.

@@ -231,8 +231,15 @@ def test_same_seed_same_images_and_batched_equals_one_at_a_time(tiny, parametriz
     if parametrization == "maco":
         t = together.transparency
         assert t.shape == (3, SIZE, SIZE) and (t >= 0).all() and t.sum() > 0
+        faded = convviz.plot._faded(together)
+        alpha = np.clip(t / np.percentile(t.reshape(3, -1), 99, axis=1)[:, None, None], 0, 1)
+        expected = together.images * alpha[..., None] + 255 * (1 - alpha[..., None])
+        np.testing.assert_allclose(faded, expected, atol=0.51)
+        assert together.plot(transparency=True).axes
     else:
         assert together.transparency is None
+        with pytest.raises(InputError, match="parametrization='maco'"):
+            together.plot(transparency=True)
 
 
 def test_optimisation_raises_the_objective(tiny):

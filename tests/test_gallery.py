@@ -71,6 +71,11 @@ def test_gallery_writes_every_figure_and_the_index(tmp_path):
         assert name in page
     # No temporary sibling left behind.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]
+    # filter_parametrization="auto": the chapter's pixel ascent for the first conv, the
+    # Fourier parametrisation (galleries.DEEP_PARAMETRIZATION) after it.
+    captions = {f.title: f.caption for f in result.figures if f.kind == "filters"}
+    assert "steps on the pixels" in captions["conv_a"]
+    assert "Fourier spectrum" in captions["conv_b"]
 
 
 def test_gradcam_captions_state_the_models_own_prediction(tmp_path):
