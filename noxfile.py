@@ -39,6 +39,17 @@ def _install_pytorch_peers(session):
     session.install("--no-deps", "captum==0.9.0")
 
 
+def _install_tf_keras_vis(session):
+    """tf-keras-vis, the TensorFlow peer of benchmarks/peers.py (tests/test_peers_bench.py
+    runs it in quick form). --no-deps and no TensorFlow of its own: 0.8.7 declares none,
+    and works with the Keras 3 that tf.keras is in TensorFlow >= 2.16 (it imports
+    ``tensorflow.keras.backend``, Keras 3's legacy backend, and keras.src's BaseConv).
+    Its import-time needs beyond what convviz brings (scipy, pillow, imageio and
+    packaging come with scikit-image): deprecated."""
+    session.install("--no-deps", "tf-keras-vis==0.8.7")
+    session.install("deprecated")
+
+
 @nox.session
 @nox.parametrize("backend", BACKENDS)
 def tests(session, backend):
@@ -49,6 +60,8 @@ def tests(session, backend):
     session.install(*HUB_DEPS)
     if backend == "torch":
         _install_pytorch_peers(session)
+    if backend == "tensorflow":
+        _install_tf_keras_vis(session)
     # The docstring examples run too (--doctest-modules on the package), unless
     # `nox -s tests -- ARGS` picks what to run.
     args = session.posargs or ["--doctest-modules", "convviz", "tests"]
@@ -135,5 +148,24 @@ def bench(session, backend):
         _install_pytorch_peers(session)
     session.run(
         "python", "benchmarks/run.py", *session.posargs,
+        env={"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"},
+    )
+
+
+@nox.session
+@nox.parametrize("backend", ["tensorflow", "torch"])
+def bench_peers(session, backend):
+    """convviz side by side with the peer libraries on one backend (benchmarks/peers.py):
+    tf-keras-vis on TensorFlow; pytorch-grad-cam, torchcam and captum on PyTorch. A table,
+    and the JSON in benchmarks/results/peers_<backend>.json for benchmarks/report.py.
+    `nox -s bench_peers -- --quick` is a short smoke run (no JSON written)."""
+    # lite0: EfficientNet-Lite0's ImageNet weights, the same in both frameworks.
+    session.install("-e", f".[{backend},test,lite0]")
+    if backend == "tensorflow":
+        _install_tf_keras_vis(session)  # its rows run on Keras models: no torch needed
+    else:
+        _install_pytorch_peers(session)
+    session.run(
+        "python", "benchmarks/peers.py", *session.posargs,
         env={"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"},
     )

@@ -1,10 +1,13 @@
 """The docs' Performance page from the benchmark results of each backend.
 
-Reads ``benchmarks/results/<backend>.json`` (written by ``run.py`` / ``nox -s bench``)
-and ``benchmarks/results/notes.rst`` (hand-written: where the time goes for each
-missed target), writes ``docs/performance.rst`` (the machine, the targets table, the
-median times) and ``docs/_static/performance.png`` (a bar chart of the ratios against
-their targets). The docs build only includes these files; it runs no benchmark.
+Reads ``benchmarks/results/<backend>.json`` (written by ``run.py`` / ``nox -s bench``),
+``benchmarks/results/peers_<backend>.json`` when present (``peers.py`` / ``nox -s
+bench_peers``: convviz side by side with the peer libraries) and
+``benchmarks/results/notes.rst`` (hand-written: where the time goes for each missed
+target), writes ``docs/performance.rst`` (the machine, the targets table, the median
+times, the peers tables) and ``docs/_static/performance.png`` (a bar chart of the
+ratios against their targets). The docs build only includes these files; it runs no
+benchmark.
 
     python benchmarks/report.py [--results DIR] [--docs DIR]
 """
@@ -23,6 +26,11 @@ BACKENDS = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
 COLORS = {"tensorflow": "#e8710a", "jax": "#1a73e8", "torch": "#9334e6"}
 CHART = "performance.png"
 LOADED = "†"  # marks a number measured while the load average exceeded the core count
+# The versions the peers tables name, per framework.
+PEER_VERSIONS = {
+    "tensorflow": ("keras", "tensorflow", "tf-keras-vis"),
+    "torch": ("keras", "torch", "grad-cam", "torchcam", "captum"),
+}
 
 
 def load(folder: pathlib.Path) -> dict[str, dict]:
@@ -33,6 +41,18 @@ def load(folder: pathlib.Path) -> dict[str, dict]:
         if path.exists():
             payload = json.loads(path.read_text())
             if not payload.get("quick"):
+                found[backend] = payload
+    return found
+
+
+def load_peers(folder: pathlib.Path) -> dict[str, dict]:
+    """backend -> payload of ``peers_<backend>.json``, for each full result file present."""
+    found = {}
+    for backend in BACKENDS:
+        path = folder / f"peers_{backend}.json"
+        if path.exists():
+            payload = json.loads(path.read_text())
+            if not payload.get("quick") and (payload.get("results") or payload.get("failed")):
                 found[backend] = payload
     return found
 
@@ -191,6 +211,93 @@ def memory_lines(results: dict[str, dict]) -> list[str]:
     return lines
 
 
+def _fmt_difference(value: float) -> str:
+    return "0" if value == 0 else f"{value:.2g}"
+
+
+def _peer_cells(rec: dict) -> list[str]:
+    """Peer, method, model, setting, peer time, convviz time, ratio, max difference."""
+    mark = f" {LOADED}" if under_load(rec) else ""
+    unit = "" if rec.get("unit", "per call") == "per call" else f" {rec['unit']}"
+    ratio = rec["ratios"]["peer/convviz"]
+    target = next(iter(rec["targets"]), None)
+    ratio_cell = f"{ratio:.2f}" + ("" if target is None else
+                                   f" {'✓' if target['met'] else '✗ missed'} (≥ {target['limit']:g})")
+    setting = rec["setting"] + (f"; smaller: {rec['smaller']}" if rec.get("smaller") else "")
+    difference = _fmt_difference(rec["max_difference"])
+    if rec.get("same_definition_difference") is not None:
+        difference += f" (peer's definition: {_fmt_difference(rec['same_definition_difference'])})"
+    return [
+        f"{rec['peer']} ``{rec['api']}``", rec["method"], rec["model"], setting,
+        f"{_fmt_time(rec['times']['peer'])}{unit}{mark}", f"{_fmt_time(rec['times']['convviz'])}{unit}{mark}",
+        ratio_cell, difference,
+    ]
+
+
+def peers_lines(peers: dict[str, dict]) -> list[str]:
+    """The "Side by side with the peers" section: one table per framework (none, and no
+    section, without peer results)."""
+    if not peers:
+        return []
+    lines = [
+        "Side by side with the peers",
+        "---------------------------",
+        "",
+        "What a researcher choosing a tool asks: how does convviz compare with what I use "
+        "now? Each row runs a peer library and convviz in one process (``benchmarks/peers.py``), "
+        "on the same machine, the same weights and the same images, timed in interleaved "
+        "repetitions (medians, warm-up calls excluded). The ratio is the peer's time over "
+        "convviz's: above 1, convviz is faster. The last column is the largest difference "
+        "between the two libraries' results, so that speed is never bought with another "
+        "answer: for maps, both min-max scaled, at the resolution the peer returns them; for "
+        "attributions, the relative L2 error; for deletion/insertion, the per-image AUC; for "
+        "filter patterns, the objective reached. Where a peer defines a method otherwise "
+        "(the difference is then large), the same harness also computes the peer's own "
+        "definition with convviz's machinery, outside the timing: that difference is given "
+        "in parentheses, and the row's note says what differs.",
+        "",
+        "PyTorch: the PyTorch EfficientNet-Lite0 of ``efficientnet_lite_pytorch`` with the "
+        "same ImageNet checkpoint as convviz's Lite0, run as its users run it, against "
+        "convviz on the PyTorch backend. TensorFlow: tf-keras-vis on the very same Keras "
+        "models, against convviz on the TensorFlow backend. A setting marked *smaller* is "
+        "smaller than the suite's batch of 16 at full size because the peer would take "
+        "minutes there.",
+        "",
+    ]
+    for backend, payload in peers.items():
+        m = payload["machine"]
+        title = BACKENDS[backend]
+        wanted = PEER_VERSIONS.get(backend, ("keras",))
+        versions = ", ".join(f"{k} {m['versions'][k]}" for k in wanted if k in m.get("versions", {}))
+        records = payload["results"]
+        lines += [
+            title,
+            "~" * len(title),
+            "",
+            f"{m['date']}, load average {m['load_average']} at the start and "
+            f"{payload['load_average_end']} at the end, {payload['wall_seconds'] / 60:.0f} min; {versions}.",
+            "",
+        ]
+        if records:
+            lines += [
+                *_list_table(
+                    ["Peer", "Method", "Model", "Setting", "Peer time", "convviz time", "Ratio", "Max difference"],
+                    [_peer_cells(rec) for rec in records],
+                    "14 10 12 18 10 10 10 16",
+                ),
+                *loaded_note(records),
+            ]
+        # Once per peer API (a note is about the method, whichever model it ran on).
+        notes = list(dict.fromkeys(f"- {rec['peer']} ``{rec['api']}``: {rec['note']}." for rec in records
+                                   if rec.get("note")))
+        failed = [f"- {r['peer']} ``{r['api']}`` on {r['model']}: did not run "
+                  f"(``{r['reason'].replace('`', chr(39))}``)."
+                  for r in payload.get("failed", [])]
+        if notes or failed:
+            lines += [*notes, *failed, ""]
+    return lines
+
+
 def chart(results: dict[str, dict], path: pathlib.Path) -> None:
     """One panel per target: a bar per model and backend, the target as a dashed line."""
     rows = target_rows(results)
@@ -223,7 +330,7 @@ def chart(results: dict[str, dict], path: pathlib.Path) -> None:
     fig.savefig(path, dpi=100)
 
 
-def page(results: dict[str, dict], notes: str) -> str:
+def page(results: dict[str, dict], notes: str, peers: dict[str, dict] | None = None) -> str:
     backends = list(results)
     lines = [
         ".. This page is generated by benchmarks/report.py from benchmarks/results/*.json;",
@@ -283,12 +390,14 @@ def page(results: dict[str, dict], notes: str) -> str:
         ),
         *loaded_note(_records(results, "times")),
         *memory_lines(results),
+        *peers_lines(peers or {}),
         "Reproduce",
         "---------",
         "",
         ".. code-block:: bash",
         "",
         "   nox -s bench                  # every backend; JSON in benchmarks/results/",
+        "   nox -s bench_peers            # the peers, TensorFlow and PyTorch; peers_<backend>.json",
         "   python benchmarks/report.py   # this page and its chart",
         "   KERAS_BACKEND=jax python benchmarks/run.py --only gradcam --models small",
         "",
@@ -311,10 +420,12 @@ def main(argv=None) -> pathlib.Path:
         raise SystemExit(f"No full benchmark results in {args.results}: run `nox -s bench` first.")
     notes_file = args.results / "notes.rst"
     notes = notes_file.read_text() if notes_file.exists() else ""
+    peers = load_peers(args.results)
     chart(results, args.docs / "_static" / CHART)
     out = args.docs / "performance.rst"
-    out.write_text(page(results, notes))
-    print(f"written: {out} and {args.docs / '_static' / CHART} ({', '.join(results)})")
+    out.write_text(page(results, notes, peers))
+    with_peers = f"; peers: {', '.join(peers)}" if peers else ""
+    print(f"written: {out} and {args.docs / '_static' / CHART} ({', '.join(results)}{with_peers})")
     return out
 
 
