@@ -149,7 +149,6 @@ def render_rst(path: pathlib.Path) -> str:
             "     - robust activation (x pixel)",
             f"     - selective (of {n})",
             "     - spectral slope",
-            "     - seconds",
         ]
         for r in rows:
             lines += [
@@ -157,7 +156,6 @@ def render_rst(path: pathlib.Path) -> str:
                 f"     - {r['robust_activation']:.2f} ({r['robust_vs_pixel']:.2f}x)",
                 f"     - {r['selective']}",
                 f"     - {r['spectral_slope']:.2f}",
-                f"     - {r['seconds']:.0f}",
             ]
         lines.append("")
     for c in full["classes"]:
@@ -188,14 +186,20 @@ def render_rst(path: pathlib.Path) -> str:
             "     - parametrisation",
             *[f"     - {run['backend']}" for run in runs],
         ]
-        for i, r in enumerate(runs[0]["layers"]):
-            lines += [f"   * - ``{r['layer']}``", f"     - ``{r['parametrization']}``"]
-            for run in runs:
-                q = run["layers"][i]
+        cells = [{(q["layer"], q["parametrization"]): q for q in run["layers"]} for run in runs]
+        order = max(runs, key=lambda run: len(run["layers"]))["layers"]
+        for r in order:
+            key = (r["layer"], r["parametrization"])
+            lines += [f"   * - ``{key[0]}``", f"     - ``{key[1]}``"]
+            for cell in cells:
+                q = cell.get(key)
                 lines.append(
+                    "     - not measured" if q is None else
                     f"     - {q['robust_vs_pixel']:.2f}x, {q['selective']} selective, "
                     f"slope {q['spectral_slope']:.2f}"
                 )
+        lines.append("")
+        lines += [f"{run['backend']}: {run['note']}." for run in runs if run.get("note")]
         lines.append("")
     text = "\n".join(lines)
     path.write_text(text)
