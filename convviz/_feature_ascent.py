@@ -23,6 +23,7 @@ from convviz._progress import Progress
 __all__ = ["Settings", "normalize_gradient", "optimise"]
 
 _BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8
+_LOSS_BORDER = 2  # the chapter's loss ignores a 2-pixel border of the feature map
 _NOISE = 0.04  # MaCo's per-crop noise: 0.08 on a (-1, 1) range, as a fraction of the range
 
 
@@ -154,9 +155,19 @@ def _reduce(contracted, spatial, xp):
     h, w = contracted.shape[1], contracted.shape[2]
     if spatial == "centre":
         return contracted[:, h // 2, w // 2]
-    bh = 2 if h > 4 else 0  # the chapter's loss: a 2-pixel border excluded
-    bw = 2 if w > 4 else 0
-    return xp.mean(contracted[:, bh : h - bh, bw : w - bw], axis=(1, 2))
+    rows, cols = loss_window(contracted.shape)
+    return xp.mean(contracted[:, rows, cols], axis=(1, 2))
+
+
+def loss_window(shape):
+    """Slices of the feature map the chapter's loss averages: a 2-pixel border off.
+
+    Maps too small to lose the border (4 pixels or fewer on an axis) keep it.
+    """
+    h, w = shape[1], shape[2]
+    bh = _LOSS_BORDER if h > 2 * _LOSS_BORDER else 0
+    bw = _LOSS_BORDER if w > 2 * _LOSS_BORDER else 0
+    return slice(bh, h - bh), slice(bw, w - bw)
 
 
 def _images(var, s: Settings):

@@ -24,6 +24,7 @@ import keras
 import numpy as np
 
 from convviz import transforms as _transforms
+from convviz._feature_ascent import loss_window
 from convviz._validation import check_positive_int, keyword_only
 from convviz.errors import InputError
 from convviz.filter_patterns import (
@@ -165,9 +166,8 @@ def _layer_means(inspector, layer, images, batch_size=16) -> np.ndarray:
     for start in range(0, len(images), batch_size):
         out = keras.tree.flatten(head.predict_on_batch(images[start : start + batch_size]))[0]
         out = np.asarray(out, dtype=np.float64)
-        bh = 2 if out.shape[1] > 4 else 0
-        bw = 2 if out.shape[2] > 4 else 0
-        parts.append(out[:, bh : out.shape[1] - bh, bw : out.shape[2] - bw].mean(axis=(1, 2)))
+        rows, cols = loss_window(out.shape)
+        parts.append(out[:, rows, cols].mean(axis=(1, 2)))
     return np.concatenate(parts)
 
 

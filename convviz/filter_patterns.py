@@ -37,6 +37,7 @@ import numpy as np
 
 from convviz import _feature_ascent, _layers, plot
 from convviz._autodiff import ascent_step
+from convviz._feature_ascent import loss_window as _loss_window
 from convviz._feature_ascent import normalize_gradient  # re-exported: the chapter's step
 from convviz._progress import Progress
 from convviz._validation import check_batch_size, check_positive_int, check_verbose, keyword_only
@@ -60,7 +61,6 @@ DEFAULT_MEMORY_BUDGET = 1 << 30
 """Bytes of activations (and their gradients) one chunk may keep: 1 GiB."""
 
 _START_LOW, _START_HIGH = 0.4, 0.6  # the chapter's start noise, as fractions of the range
-_LOSS_BORDER = 2  # the chapter's loss ignores a 2-pixel border of the feature map
 _BYTES_PER_ELEMENT = 4 * 2  # float32 activation kept for the backward pass + its gradient
 _CHAPTER_CROP = 25
 _DEFAULT_STEPS = {"pixel": 30, "fft": 512, "maco": 256}
@@ -646,17 +646,6 @@ def _reason(err: Exception) -> str:
         if line and not line.startswith(("Exception encountered", "Arguments received", "\u2022"))
     ]
     return (useful[0] if useful else type(err).__name__).rstrip(".") + "."
-
-
-def _loss_window(shape):
-    """Slices of the feature map the chapter's loss averages: a 2-pixel border off.
-
-    Maps too small to lose the border (4 pixels or fewer on an axis) keep it.
-    """
-    h, w = shape[1], shape[2]
-    bh = _LOSS_BORDER if h > 2 * _LOSS_BORDER else 0
-    bw = _LOSS_BORDER if w > 2 * _LOSS_BORDER else 0
-    return slice(bh, h - bh), slice(bw, w - bw)
 
 
 def _step(inspector, key, head, h, w, use_jitter, use_blur, use_tv):
