@@ -10,6 +10,11 @@ nox.options.error_on_missing_interpreters = True
 nox.options.reuse_existing_virtualenvs = False
 
 BACKENDS = ["tensorflow", "jax", "torch"]
+# Two pytest-xdist workers: most tests are Python-bound tracing and compiling, which one
+# process runs on one core; two workers took the JAX session from 16 to 11 minutes on
+# the 2-core CI machine. The trained small convnet is still trained once per run (the
+# fixture takes a file lock; the other worker waits for it and loads the file).
+WORKERS = ["-n", "2"]
 
 # keras-hub without tensorflow-text: its requirement on tensorflow-text would replace
 # tensorflow-cpu with the full tensorflow wheel (same folder, last install wins), and
@@ -64,7 +69,7 @@ def tests(session, backend):
         _install_tf_keras_vis(session)
     # The docstring examples run too (--doctest-modules on the package), unless
     # `nox -s tests -- ARGS` picks what to run.
-    args = session.posargs or ["--doctest-modules", "convviz", "tests"]
+    args = session.posargs or [*WORKERS, "--doctest-modules", "convviz", "tests"]
     session.run(
         "python", "-m", "pytest", "-q", "-ra", *args,
         env={"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"},
@@ -110,7 +115,7 @@ def tests_oldest(session):
     cache = session.cache_dir / f"pytest-keras-{keras_pin}"
     session.run(
         "python", "-m", "pytest", "-q", "-ra", "-o", f"cache_dir={cache}",
-        *(session.posargs or ["-m", "not slow", "--doctest-modules", "convviz", "tests"]),
+        *(session.posargs or [*WORKERS, "-m", "not slow", "--doctest-modules", "convviz", "tests"]),
         env={"KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"},
     )
 

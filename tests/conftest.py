@@ -1,3 +1,4 @@
+import fcntl
 import os
 
 import pytest
@@ -39,7 +40,7 @@ def trained_shapes(request):
 
     import keras
 
-    from convviz import data, models, training
+    from convviz import data
 
     key = "-".join(f"{k}{v}" for k, v in {**SHAPES, "generator": data._GENERATOR_VERSION}.items())
     folder = request.config.cache.mkdir(f"convviz-shapes-{key}")
@@ -47,6 +48,22 @@ def trained_shapes(request):
     model_path = folder / "small_convnet.keras"
     record = folder / "training.json"
     size = SHAPES["size"]
+    # pytest-xdist workers share the cache folder: the first to get here builds the data
+    # and trains, holding the lock; any other waits, then finds the finished files.
+    with open(folder / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _build_trained_shapes(folder, dataset_dir, model_path, record, size)
+    accuracy = json.loads(record.read_text())["test_accuracy"]
+    return keras.models.load_model(model_path), dataset_dir, size, accuracy
+
+
+def _build_trained_shapes(folder, dataset_dir, model_path, record, size):
+    import json
+
+    import keras
+
+    from convviz import data, models, training
+
     if not dataset_dir.exists():
         data.make_offline_dataset(
             dataset_dir, n_train=SHAPES["n_train"], n_val=SHAPES["n_val"], n_test=SHAPES["n_test"],
@@ -66,5 +83,3 @@ def trained_shapes(request):
         }))
         # Renamed last, atomically: a killed run never leaves a model without its record.
         (folder / "checkpoint.keras").replace(model_path)
-    accuracy = json.loads(record.read_text())["test_accuracy"]
-    return keras.models.load_model(model_path), dataset_dir, size, accuracy
