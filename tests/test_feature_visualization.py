@@ -146,9 +146,31 @@ def test_transforms_are_seeded_and_move_pixels_as_their_matrices_say():
     assert crops.shape == (3, 2, 8) and (crops[:, :, 0] <= 1.0).all()
 
 
-def test_transforms_are_differentiable():
+def test_axis_aligned_maps_take_the_separable_path_with_the_same_numbers():
+    """Crops (two per step, over two images, some reaching outside the image) through
+    the separable row/column path equal the per-pixel gather and Keras' own sampling."""
+    crops = transforms.crop_transforms(1, 1, 2, (SIZE, SIZE))[0]
+    crops[1, 2] = -3.0  # the second crop starts 3 pixels left of the image: fill shows
+    x = np.random.default_rng(7).random((2, SIZE, SIZE, 3)).astype("float32")
+    separable = keras.ops.convert_to_numpy(transforms.apply(x, crops, fill_value=0.5))
+    gathered = transforms.apply(x, crops, fill_value=0.5, axis_aligned=False)
+    np.testing.assert_allclose(separable, keras.ops.convert_to_numpy(gathered), atol=1e-5)
+    for k, m in enumerate(crops):
+        keras_ = keras.ops.image.affine_transform(
+            x, np.repeat(m[None], 2, axis=0), interpolation="bilinear", fill_mode="constant",
+            fill_value=0.5,
+        )
+        np.testing.assert_allclose(separable[k::2], keras.ops.convert_to_numpy(keras_), atol=1e-4)
+    assert (separable[1, :, 0] == np.float32(0.5)).all()
+
+
+@pytest.mark.parametrize("kind", ["standard", "crop"])
+def test_transforms_are_differentiable(kind):
     """The gradient through a batched affine map equals numpy's finite differences."""
-    matrix = transforms.standard_transforms(0, 1, (SIZE, SIZE))[0]
+    if kind == "standard":
+        matrix = transforms.standard_transforms(0, 1, (SIZE, SIZE))[0]
+    else:  # the separable path
+        matrix = transforms.crop_transforms(0, 1, 1, (SIZE, SIZE))[0, 0]
     weights = np.random.default_rng(5).normal(size=(1, SIZE, SIZE, 3)).astype("float32")
     x = np.random.default_rng(6).random((1, SIZE, SIZE, 3)).astype("float32")
     model = keras.Sequential([keras.Input((SIZE, SIZE, 3)), keras.layers.Identity()])
