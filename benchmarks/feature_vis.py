@@ -1,7 +1,7 @@
 """Feature visualization's Fourier and MaCo parametrisations vs their physical floor.
 
 EfficientNet-Lite0 (ImageNet weights), 16 filters of ``block5c_expand_conv`` and
-``top_conv`` at 224 x 224 (JAX and PyTorch: 8 filters of the first, see FULL_SLOW). Timings,
+``top_conv`` at 224 x 224 (JAX and PyTorch: 8 filters, 10 steps, see FULL_SLOW). Timings,
 interleaved in one process, warm-up (compilation) excluded, medians:
 
 - floor: one compiled forward + backward pass of the model up to the layer over the
@@ -9,7 +9,9 @@ interleaved in one process, warm-up (compilation) excluded, medians:
   or 16 x ``crops`` crops (``maco``), in the chunks ``convviz.filters`` uses;
 - convviz: ``convviz.filters(..., parametrization=p)`` end to end (start variables,
   every step with the spectrum -> image map, the random transforms, the optimiser
-  update, then the final forward pass and the display).
+  update, then the final forward pass and the display), run with ``steps`` steps and
+  with one: a step's cost is the difference divided by ``steps - 1`` (what a run pays
+  once is reported apart, and as the end-to-end ratio at this step count);
 
 - parametrisation: the forward and backward pass of the spectrum -> image map and the
   transforms alone on the same batch (what convviz adds to the floor by design).
@@ -33,9 +35,10 @@ from convviz.inspector import Inspector
 TARGET = 1.2
 CROPS = 4
 FULL = {"layers": ("block5c_expand_conv", "top_conv"), "n_filters": 16, "steps": 20, "size": 224}
-# JAX and PyTorch run Lite0's backward pass 6-15x slower than TensorFlow on 2 CPU cores
-# (depthwise convolutions): one layer, 8 filters, 10 steps keep them to a few minutes.
-FULL_SLOW = {"layers": ("block5c_expand_conv",), "n_filters": 8, "steps": 10, "size": 224}
+# JAX and PyTorch run Lite0's backward pass 2-15x slower than TensorFlow on 2 CPU cores
+# (depthwise convolutions): 8 filters, 10 steps keep them to a few minutes.
+FULL_SLOW = {**FULL, "n_filters": 8, "steps": 10}
+MIN_STEPS_TO_DIFFERENCE = 8
 QUICK = {"layers": ("block3b_expand_conv",), "n_filters": 2, "steps": 2, "size": 64}
 
 
@@ -109,22 +112,37 @@ def run(quick: bool, repeats: int) -> list[dict]:
                 filters(model, layer, filters=indices, parametrization=p, steps=steps, size=size,
                         crops=CROPS, verbose=False)
 
-            floor(), ours(steps=1), param()  # compile every chunk shape
+            def one_step(p=p, layer=layer):
+                ours(steps=1, p=p, layer=layer)
+
+            floor(), one_step(), param()  # compile every chunk shape
             samples: dict = {}
             t = common.median_times(
-                {"floor": floor, "convviz": ours, "parametrisation": param}, repeats, warmup=0,
-                samples=samples,
+                {"floor": floor, "convviz": ours, "convviz 1 step": one_step,
+                 "parametrisation": param},
+                repeats, warmup=0, samples=samples,
             )
+            # A step's cost is the difference between a run of `steps` steps and a run of
+            # one: what a run costs once (start variables, the final forward pass, the
+            # display) drops out, and is reported on its own.
+            # (--quick's 2 steps are too few for a difference: there a step is the run's
+            # time over its steps, what a run pays once included.)
+            if steps >= MIN_STEPS_TO_DIFFERENCE:
+                per_step = (t["convviz"] - t["convviz 1 step"]) / (n * (steps - 1))
+            else:
+                per_step = t["convviz"] / (n * steps)
             per = {
-                "floor": t["floor"] / n,
-                "convviz": t["convviz"] / (n * steps),
-                "parametrisation": t["parametrisation"] / n,
+                "floor per filter-step": t["floor"] / n,
+                "convviz per filter-step": per_step,
+                "parametrisation per filter-step": t["parametrisation"] / n,
             }
-            ratio = per["convviz"] / per["floor"]
+            if steps >= MIN_STEPS_TO_DIFFERENCE:
+                per["convviz once per run, per filter"] = t["convviz 1 step"] / n - per_step
+            ratio = per_step / per["floor per filter-step"]
+            end_to_end = t["convviz"] / (n * steps) / per["floor per filter-step"]
             records.append(common.record(
-                f"feature vis {p}", f"Lite0 {size[0]} {layer}",
-                {f"{k} per filter-step": v for k, v in per.items()},
-                {"convviz/floor": ratio},
+                f"feature vis {p}", f"Lite0 {size[0]} {layer}", per,
+                {"convviz/floor": ratio, f"end to end ({steps} steps)/floor": end_to_end},
                 [common.target(f"{p} <= {TARGET}x floor per filter-step", ratio, TARGET)],
                 filters=n, steps=steps, chunk=chunk, images_per_step=n * copies,
                 totals=t, samples=samples,
