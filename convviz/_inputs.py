@@ -24,11 +24,25 @@ def _load_path(path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise InputError(
+            f"{path!r} is a folder, not an image file: pass the image files in it "
+            "(e.g. sorted(pathlib.Path(folder).glob('*.jpg'))), or use the functions "
+            "that take a dataset folder."
+        )
     if not os.path.isfile(path):
         raise InputError(f"Image file not found: {path!r}.")
     try:
         with Image.open(path) as im:
             return _from_pil(im)
+    except Image.DecompressionBombError as err:
+        # Raised from the header alone (no pixel is decoded): a hostile or broken file,
+        # or a genuinely huge image.
+        raise InputError(
+            f"{path!r} claims to be larger than PIL's safety limit for one image "
+            f"({err}). If you trust the file, raise PIL.Image.MAX_IMAGE_PIXELS first; "
+            "otherwise the file is broken or hostile (a decompression bomb)."
+        ) from err
     except (UnidentifiedImageError, OSError) as err:
         raise InputError(f"Cannot read {path!r} as an image ({err}).") from err
 

@@ -129,7 +129,17 @@ def trace(model, inputs, *, replace=None, after=None) -> Trace:
             nested = args[0] if len(args) == 1 else list(args)
             out = run(layer, nested, path)
         else:
-            out = layer(*args, **kwargs)
+            try:
+                out = layer(*args, **kwargs)
+            except ValueError as err:
+                # Shape errors say what went wrong but not where: name the layer (the
+                # innermost one, where it happened) and what it received.
+                if not hasattr(err, "convviz_layer"):
+                    err.convviz_layer = "/".join(path)
+                    err.convviz_input_shapes = [
+                        tuple(t.shape) for t in keras.tree.flatten(args) if hasattr(t, "shape")
+                    ]
+                raise
         taps.append(Tap(path, layer, out))
         if after and path in after:
             out = after[path](out)

@@ -19,7 +19,8 @@ import warnings
 from convviz.errors import InputError
 
 __all__ = [
-    "check_batch_size", "check_positive_int", "check_verbose", "keyword_only", "renamed",
+    "check_batch_size", "check_image_size", "check_positive_int", "check_verbose",
+    "keyword_only", "physical_memory", "renamed",
 ]
 
 
@@ -68,6 +69,53 @@ def check_positive_number(value, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
         raise InputError(f"{name} must be a positive number, got {value!r}.")
     return float(value)
+
+
+def physical_memory() -> int | None:
+    """The machine's RAM in bytes, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+#: Copies of one image an optimisation keeps at once (the image, its gradient, Adam's two
+#: moments): a requested size is refused when these would not fit in the machine's RAM.
+_IMAGE_COPIES = 4
+
+
+def check_image_size(value, name: str = "size", *, channels: int = 3) -> tuple[int, int]:
+    """``value`` (an int or (height, width) of positive ints) as (h, w), else InputError;
+    also refused when the float32 copies an optimisation keeps of one such image
+    would not fit in the machine's memory (before anything is allocated).
+
+    >>> check_image_size(64)
+    (64, 64)
+    >>> check_image_size((100000, 100000))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    convviz.errors.InputError: size=(100000, 100000) needs 447 GiB ... the machine has ... GiB...
+    """
+    size = (value, value) if isinstance(value, numbers.Integral) else value
+    try:
+        h, w = size
+        ok = all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1
+                 for s in (h, w))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise InputError(f"{name} must be (height, width) in pixels; got {value!r}.")
+    h, w = int(h), int(w)
+    need = _IMAGE_COPIES * 4 * h * w * channels
+    memory = physical_memory()
+    if memory is not None and need > memory:
+        raise InputError(
+            f"{name}=({h}, {w}) needs {need / 2**30:.0f} GiB for one image's float32 copies "
+            f"alone ({_IMAGE_COPIES} of {h} x {w} x {channels}), and the machine has "
+            f"{memory / 2**30:.1f} GiB. Pass a smaller {name}= (the model's input size, or "
+            "a few hundred pixels)."
+        )
+    return h, w
 
 
 def check_batch_size(value, *, allow_none: bool = False) -> int | None:

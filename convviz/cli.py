@@ -124,8 +124,10 @@ def _evaluate(args) -> int:
     )
     try:
         index = table.report(target, overwrite=args.overwrite)
+    except convviz.errors.OutputError:
+        raise
     except OSError as err:
-        raise convviz.errors.InputError(f"Cannot write {err.filename or target}: {err.strerror or err}.") from err
+        raise convviz.errors.OutputError(f"Cannot write {err.filename or target}: {err.strerror or err}.") from err
     print(index)
     return 0
 
@@ -350,7 +352,7 @@ def _explain(args) -> int:
     from matplotlib.figure import Figure
 
     import convviz
-    from convviz.errors import InputError
+    from convviz.errors import InputError, OutputError
     from convviz.methods import LayerMethod, get_method
     from convviz.sources import open_inputs
 
@@ -375,8 +377,10 @@ def _explain(args) -> int:
         result.plot(class_names=_names(args.class_names) or builtin_names, save=out, **views)
         if args.maps is not None:
             print(result.save(args.maps))
+    except OutputError:
+        raise
     except OSError as err:
-        raise InputError(f"Cannot write {err.filename or out}: {err.strerror or err}.") from err
+        raise OutputError(f"Cannot write {err.filename or out}: {err.strerror or err}.") from err
     print(out)
     return 0
 

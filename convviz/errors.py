@@ -9,6 +9,7 @@ that do not exist), so ``except ValueError`` keeps working.
 from __future__ import annotations
 
 import difflib
+import re
 
 
 class ConvvizError(Exception):
@@ -36,6 +37,16 @@ class ModelStructureError(ConvvizError, ValueError):
     """The model cannot be explained as asked (no conv layer, not a graph model, ...)."""
 
 
+class OutputError(ConvvizError, OSError):
+    """An output folder or file cannot be written (under a file, read-only, full, ...).
+
+    The message names the location, the reason the operating system gave and the fix.
+    """
+
+    def __str__(self) -> str:  # OSError would otherwise format (errno, strerror) args
+        return str(self.args[0]) if self.args else ""
+
+
 class WeightsUnavailableError(ConvvizError, RuntimeError):
     """Pretrained weights or a preset could not be fetched or found locally."""
 
@@ -47,3 +58,21 @@ def closest(name: str, candidates, n: int = 5) -> list[str]:
     if len(hits) < n:  # substring matches catch "conv2" -> "block2_conv1"
         hits += [c for c in candidates if name.lower() in c.lower() and c not in hits]
     return hits[:n]
+
+
+def layer_error_reason(err: Exception) -> str:
+    """The informative line of a Keras layer error (its first, without colour codes and
+    Keras' "Exception encountered ..." / "Arguments received ..." framing), ending in a
+    full stop.
+
+    >>> layer_error_reason(ValueError("Exception encountered when calling Conv2D.\\n\\n"
+    ...                               "Computed output size would be negative."))
+    'Computed output size would be negative.'
+    """
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(err).splitlines()]
+    useful = [
+        line
+        for line in lines
+        if line and not line.startswith(("Exception encountered", "Arguments received", "\u2022"))
+    ]
+    return (useful[0] if useful else type(err).__name__).rstrip(".") + "."

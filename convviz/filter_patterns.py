@@ -28,7 +28,6 @@ The figure is :func:`convviz.plot.filters` (also :meth:`FilterPatterns.plot`);
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -40,8 +39,14 @@ from convviz._autodiff import ascent_step
 from convviz._feature_ascent import loss_window as _loss_window
 from convviz._feature_ascent import normalize_gradient  # re-exported: the chapter's step
 from convviz._progress import Progress
-from convviz._validation import check_batch_size, check_positive_int, check_verbose, keyword_only
-from convviz.errors import InputError, ModelStructureError
+from convviz._validation import (
+    check_batch_size,
+    check_image_size,
+    check_positive_int,
+    check_verbose,
+    keyword_only,
+)
+from convviz.errors import InputError, ModelStructureError, layer_error_reason
 from convviz.inspector import Inspector, LayerInfo
 from convviz.parametrizations import PARAMETRIZATIONS
 from convviz.plot import filter_grid  # re-exported: the grid is numeric, the figure is plot.filters
@@ -618,7 +623,7 @@ def _head(inspector: Inspector, info: LayerInfo, h: int, w: int):
         except ValueError as err:
             raise InputError(
                 f"Cannot run the model up to layer {info.name!r} on a {h}x{w} image: "
-                f"{_reason(err)} Pass a larger size=, or the model's own input size "
+                f"{layer_error_reason(err)} Pass a larger size=, or the model's own input size "
                 f"{inspector.input_shape[:2]} if a layer before {info.name!r} needs it."
             ) from err
         output = keras.tree.flatten(flat.outputs)[0]
@@ -635,17 +640,6 @@ def _head(inspector: Inspector, info: LayerInfo, h: int, w: int):
         return head, elements
 
     return inspector._cached("filters:head", (info.name, h, w), build)
-
-
-def _reason(err: Exception) -> str:
-    """The informative line of a Keras layer error, without its colour codes."""
-    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(err).splitlines()]
-    useful = [
-        line
-        for line in lines
-        if line and not line.startswith(("Exception encountered", "Arguments received", "\u2022"))
-    ]
-    return (useful[0] if useful else type(err).__name__).rstrip(".") + "."
 
 
 def _step(inspector, key, head, h, w, use_jitter, use_blur, use_tv):
@@ -784,15 +778,7 @@ def _non_negative(value, name: str, strict: bool = False) -> float:
 
 
 def _size(size, crop) -> tuple[int, int]:
-    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
-        size = (size, size)
-    try:
-        h, w = (int(s) for s in size)
-        ok = all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in size)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok or h < 1 or w < 1:
-        raise InputError(f"size must be (height, width) in pixels; got {size!r}.")
+    h, w = check_image_size(size)
     crop = _non_negative_int(crop, "crop")
     if 2 * crop >= min(h, w):
         raise InputError(f"crop={crop} removes the whole {h}x{w} image; use a smaller crop.")

@@ -14,7 +14,7 @@ from convviz import _layers
 from convviz._autodiff import inference_function
 from convviz._inputs import to_batch
 from convviz._validation import check_batch_size, keyword_only
-from convviz.errors import InputError, ModelStructureError
+from convviz.errors import InputError, ModelStructureError, layer_error_reason
 
 _CACHE_ATTR = "_convviz_inspector"
 
@@ -227,7 +227,29 @@ class Inspector:
         images are resized (bilinear) to the model's input size when it is fixed.
         """
         h, w, c = self.input_shape
-        return to_batch(images, size=(h, w), channels=c)
+        batch = to_batch(images, size=(h, w), channels=c)
+        if h is None or w is None:  # a variable input size: the images keep their own
+            self._cached("fits", batch.shape[1:3], lambda: self._check_fits(*batch.shape[1:3]))
+        return batch
+
+    def _check_fits(self, h: int, w: int) -> bool:
+        """Refuse an image size too small for some layer of a variable-size model, naming
+        the layer (by tracing the model at that size, before anything runs)."""
+        image = keras.Input((h, w, self.input_shape[-1]), name="convviz_size_check")
+        try:
+            _layers.trace(self.model, image)
+        except ValueError as err:
+            layer = getattr(err, "convviz_layer", None)
+            if layer is None:
+                raise
+            shapes = getattr(err, "convviz_input_shapes", [])
+            got = f" receives {shapes[0][1:]}" if shapes else ""
+            raise InputError(
+                f"A {h} x {w} image is too small for model {self.model.name!r}: layer "
+                f"{layer!r}{got} and cannot produce an output: {layer_error_reason(err)} Pass "
+                "larger images, or resize them to the size the model was trained on."
+            ) from err
+        return True
 
     # -- activations ------------------------------------------------------------------
 
@@ -385,10 +407,19 @@ def _image_input_shape(model) -> tuple:
         inputs = model.inputs
     except (AttributeError, ValueError):
         inputs = None
+    if not inputs and isinstance(model, keras.Sequential):
+        raise ModelStructureError(
+            f"Sequential model {model.name!r} has no defined input yet. Start it with "
+            "keras.Input(shape=(height, width, channels)), or call "
+            "model.build((None, height, width, channels)) first."
+        )
     if not inputs:
         raise ModelStructureError(
-            f"Model {model.name!r} has no defined input yet. Start it with "
-            "keras.Input(shape=(height, width, channels)), or build it by calling it on a batch."
+            f"Model {model.name!r} is a subclassed keras.Model ({type(model).__name__}): its "
+            "call() is Python code, not a graph of layers convviz can open up. Build the same "
+            "layers with the functional API (inputs = keras.Input((height, width, channels)); "
+            "outputs = ...; keras.Model(inputs, outputs)) or keras.Sequential, and copy the "
+            "weights over with set_weights()."
         )
     if len(inputs) != 1:
         raise ModelStructureError(
@@ -401,4 +432,5 @@ def _image_input_shape(model) -> tuple:
             f"{model.name!r} takes {shape}."
         )
     return shape
+
 

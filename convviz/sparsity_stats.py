@@ -273,9 +273,10 @@ def sparsity(
     run = inspector._inference(
         "sparsity", (tuple(names), threshold), lambda: _stats_model(inspector, names, threshold)
     )
-    features = keras.tree.flatten(inspector._feature_model(names).outputs)
-    shapes = [tuple(t.shape[1:]) for t in features]
+    feature_model = inspector._feature_model(names)
+    shapes = [tuple(t.shape[1:]) for t in keras.tree.flatten(feature_model.outputs)]
     channels = [s[-1] for s in shapes]
+    sized = {}  # input (h, w, c) -> the layers' output shapes, for models of variable size
     active = [np.zeros(c, np.float64) for c in channels]  # sum over images of active counts
     blank = [0.0] * len(names)  # blank channels, summed over images
     total = [0.0] * len(names)  # sum of activation values
@@ -292,6 +293,9 @@ def sparsity(
         for i in range(0, len(source), batch_size):
             batch = source[i : i + batch_size]
             outputs = [np.asarray(o, np.float64) for o in run(batch)]
+            if batch.shape[1:] not in sized:
+                sized[batch.shape[1:]] = _output_shapes(feature_model, batch.shape[1:], shapes)
+            shapes = sized[batch.shape[1:]]
             for k in range(len(names)):
                 counts, sums = outputs[2 * k], outputs[2 * k + 1]
                 active[k] += counts.sum(axis=0)
@@ -323,3 +327,13 @@ def sparsity(
             )
         )
     return SparsityTable(rows, n_images, threshold)
+
+
+def _output_shapes(feature_model, input_shape, static):
+    """The layers' output shapes (without the batch) for images of ``input_shape``: the
+    static ones when they are fully known, else Keras' shape inference at that size
+    (a model with a variable input size)."""
+    if all(None not in s for s in static):
+        return static
+    spec = feature_model.compute_output_spec(keras.KerasTensor((1, *input_shape)))
+    return [tuple(t.shape[1:]) for t in keras.tree.flatten(spec)]
