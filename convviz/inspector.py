@@ -33,13 +33,33 @@ class LayerInfo(NamedTuple):
 
 def load_model(path) -> keras.Model:
     """Load a ``.keras`` (or legacy ``.h5``) file with Keras' ``safe_mode`` left on."""
+    import zipfile
+
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise InputError(
+            f"{path!r} is a folder, not a model file: pass the .keras file saved by "
+            "model.save(...)."
+        )
     if not os.path.isfile(path):
         raise InputError(f"Model file not found: {path!r}.")
+    if path.endswith(".keras") and not zipfile.is_zipfile(path):
+        raise InputError(
+            f"{path!r} is not a valid .keras file (a .keras file is a zip archive; this one "
+            "is not): it is truncated or corrupt, or another format was saved under that "
+            "name. Save the model again with model.save(path)."
+        )
     try:
         return keras.models.load_model(path)
     except Exception as err:  # Keras raises many types; report the file and the reason
-        raise InputError(f"Cannot load a Keras model from {path!r}: {err}") from err
+        reason = layer_error_reason(err)
+        if "safe_mode" in str(err):
+            raise InputError(
+                f"Keras refuses to load {path!r} in safe mode: {reason} The file holds "
+                "Python code (a Lambda layer). If you trust it, load it yourself with "
+                "keras.models.load_model(path, safe_mode=False) and pass the model."
+            ) from err
+        raise InputError(f"Cannot load a Keras model from {path!r}: {reason}") from err
 
 
 class _Cache:

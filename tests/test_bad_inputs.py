@@ -86,6 +86,21 @@ def _variable():
     return keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x), name="variable")
 
 
+def _bytes(path, data):
+    path.write_bytes(data)
+    return path
+
+
+def _lambda_model(tmp):
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Lambda(lambda t: t * 2.0)(inputs)
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 3)(x))
+    model.save(tmp / "lambda.keras")
+    return tmp / "lambda.keras"
+
+
 def _tiny():
     from test_gallery import tiny_model
 
@@ -143,6 +158,17 @@ CASES = {
     "an image too small for a variable-size model (sparsity)": (
         lambda tmp, blocker: convviz.sparsity(_variable(), np.zeros((2, 5, 6, 3), "uint8")),
         InputError, "too small for model 'variable'"),
+    "a corrupt .keras file": (
+        lambda tmp, blocker: convviz.gradcam(str(_bytes(tmp / "model.keras", b"garbage")),
+                                             np.zeros((32, 32, 3), "uint8")),
+        InputError, "is not a valid .keras file"),
+    "a folder as a model": (
+        lambda tmp, blocker: convviz.gradcam(str(_folder(tmp / "model.keras")),
+                                             np.zeros((32, 32, 3), "uint8")),
+        InputError, "is a folder, not a model file"),
+    "a .keras file with a Lambda layer": (
+        lambda tmp, blocker: convviz.activations(str(_lambda_model(tmp)), np.zeros((8, 8, 3), "uint8")),
+        InputError, "keras.models.load_model(path, safe_mode=False)"),
     "a build that fails to write": (
         lambda tmp, blocker: build_atomically(tmp / "out", _unwritable),
         OutputError, "Nothing was written"),
