@@ -256,7 +256,17 @@ def test_evaluate_writes_tables_figures_and_a_page(tmp_path, saved_model, two_im
     for method in table.methods:
         for metric in table.metrics:
             np.testing.assert_allclose(table.values[method][metric], expected.values[method][metric], atol=1e-6)
-    assert (out / "summary.csv").read_text() == expected.summary().to_csv()
+    # The same summary, number for number up to float32 rounding: on JAX each Inspector
+    # picks its convolution kernels by timing its first call (with or without YNNPACK),
+    # and under load the two runs here may pick differently.
+    written = [row.split(",") for row in (out / "summary.csv").read_text().splitlines()]
+    wanted = [row.split(",") for row in expected.summary().to_csv().splitlines()]
+    assert [len(row) for row in written] == [len(row) for row in wanted]
+    for got, want in zip(sum(written, []), sum(wanted, [])):
+        try:
+            np.testing.assert_allclose(float(got), float(want), rtol=1e-6, atol=1e-9)
+        except ValueError:  # a name or a direction, not a number
+            assert got == want
     assert "Saliency" in (out / "index.html").read_text()
 
 
