@@ -206,22 +206,15 @@ def apply(images, transforms, *, fill_value: float = 0.0, axis_aligned: bool | N
     # Input coordinates of every output pixel under every map: (K, H * W).
     sx = t[:, 0:1] * xs + t[:, 1:2] * ys + t[:, 2:3]
     sy = t[:, 3:4] * xs + t[:, 4:5] * ys + t[:, 5:6]
-    x0 = ops.floor(sx)
-    y0 = ops.floor(sy)
-    fx = sx - x0
-    fy = sy - y0
+    col_index, col_weight = _neighbours(sx, w)  # (K, H * W, 2) each
+    row_index, row_weight = _neighbours(sy, h)
+    # The four neighbours: a 2-D bilinear weight is its row weight times its column
+    # weight, and a neighbour is inside the image iff its row and its column are.
     indices, weights = [], []
-    for dy, dx, weight in (
-        (0, 0, (1 - fy) * (1 - fx)),
-        (0, 1, (1 - fy) * fx),
-        (1, 0, fy * (1 - fx)),
-        (1, 1, fy * fx),
-    ):
-        yi = y0 + dy
-        xi = x0 + dx
-        inside = (yi >= 0) & (yi <= h - 1) & (xi >= 0) & (xi <= w - 1)
-        indices.append(ops.cast(ops.clip(yi, 0, h - 1) * w + ops.clip(xi, 0, w - 1), "int32"))
-        weights.append(weight * ops.cast(inside, "float32"))
+    for dy in (0, 1):
+        for dx in (0, 1):
+            indices.append(row_index[..., dy] * w + col_index[..., dx])
+            weights.append(row_weight[..., dy] * col_weight[..., dx])
     index = ops.stack(indices)  # (4, K, H * W)
     weight = ops.stack(weights)
     # (H * W, N * C): a pixel's values for every image and channel are one row.
@@ -237,8 +230,7 @@ def apply(images, transforms, *, fill_value: float = 0.0, axis_aligned: bool | N
 
 def _apply_separable(images, t, fill_value):
     """:func:`apply` for axis-aligned maps: rows, then columns, each one gather of
-    whole lines (the 2-D bilinear weight of a neighbour is its row weight times its
-    column weight, and it is inside the image iff its row and its column are)."""
+    whole lines (the same per-axis neighbours as the per-pixel gather)."""
     ops = keras.ops
     k = t.shape[0]
     h, w, c = images.shape[1], images.shape[2], images.shape[3]
@@ -262,12 +254,18 @@ def _apply_separable(images, t, fill_value):
 
 
 def _line_sampling(scale, shift, n):
-    """Source indices and bilinear weights along one axis: output ``i`` of map ``k``
-    reads ``scale[k] * i + shift[k]``. Returns int32 (K, n, 2) and float32 (K, n, 2),
-    a neighbour outside ``[0, n - 1]`` weighted 0."""
+    """:func:`_neighbours` of output ``i`` of map ``k`` reading ``scale[k] * i + shift[k]``
+    along an axis of length ``n``: int32 and float32 (K, n, 2)."""
     ops = keras.ops
     where = scale[:, None] * ops.convert_to_tensor(np.arange(n, dtype=np.float32))[None]
-    where = where + shift[:, None]
+    return _neighbours(where + shift[:, None], n)
+
+
+def _neighbours(where, n):
+    """The two bilinear neighbours of each coordinate ``where`` along an axis of length
+    ``n``: clipped int32 indices and float32 weights, shape ``where.shape + (2,)``, a
+    neighbour outside ``[0, n - 1]`` weighted 0."""
+    ops = keras.ops
     low = ops.floor(where)
     frac = where - low
     indices, weights = [], []
