@@ -24,6 +24,9 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
+from convviz import _layers
+from convviz.errors import ConvvizError, ModelRunError, layer_error_reason
+
 # XLA's CPU compiler hands convolutions, reductions and other operations to the
 # YNNPACK library ("library fusion"). For a plain forward pass of a stack of convolutions
 # that is a win: the conv base becomes one fused, tiled kernel that never writes a full
@@ -76,17 +79,95 @@ def inference_function(model: keras.Model) -> Callable:
     else:
         raise NotImplementedError(f"convviz has no inference function for the {backend!r} backend.")
 
+    @_boundary(model)
     def run(batch):
         if isinstance(batch, (list, tuple)):
             batch = [np.asarray(b, dtype=np.float32) for b in batch]
         else:
             batch = np.asarray(batch, dtype=np.float32)
-        outputs = [np.asarray(t) for t in call(batch)]
+        outputs = [_float32(np.asarray(t)) for t in call(batch)]
         for a in outputs:
             a.flags.writeable = False  # already so for TensorFlow and JAX; alike everywhere
         return outputs
 
     return run
+
+
+def _float32(a: np.ndarray) -> np.ndarray:
+    """A mixed-precision model's float16 or bfloat16 output as float32 (exact): numpy and
+    matplotlib do not know bfloat16, and every convviz result is float32."""
+    return a.astype(np.float32) if a.dtype.name in ("float16", "bfloat16") else a
+
+
+def _boundary(model: keras.Model):
+    """Decorator for a compiled call of ``model``: an exception the backend raises while
+    it runs (TensorFlow's, JAX's or PyTorch's own types) becomes a
+    :class:`~convviz.errors.ModelRunError` naming the model, the input shapes, the layer
+    when a shape is the cause, and the fix; convviz's own errors pass through."""
+
+    def wrap(call):
+        @functools.wraps(call)
+        def guarded(*args):
+            try:
+                return call(*args)
+            except ConvvizError:
+                raise
+            except Exception as err:
+                raise _run_error(model, args, err) from err
+
+        return guarded
+
+    return wrap
+
+
+def _reason(err: Exception) -> str:
+    """The backend's own words: the error's last line when ``tf.function`` framed it
+    ("in user code: ... File ..."), else its informative first line."""
+    text = str(err)
+    if "in user code:" in text:  # the message follows the last frame's two lines
+        lines = text.splitlines()
+        frames = [i for i, line in enumerate(lines) if line.strip().startswith('File "')]
+        rest = "\n".join(lines[frames[-1] + 2 :] if frames else lines).strip()
+        kind, colon, message = rest.partition(": ")
+        return layer_error_reason(Exception(message if colon and kind.isidentifier() else rest))
+    return layer_error_reason(err)
+
+
+def _run_error(model: keras.Model, args, err: Exception) -> ModelRunError:
+    shapes = [tuple(a.shape) for a in keras.tree.flatten(args) if hasattr(a, "shape")]
+    text = f"{type(err).__name__}: {err}"
+    # convviz's own views of the model (up to some layers, with a gradient input...) are
+    # named convviz_*: the user knows the model by its own name, which they do not carry.
+    name = "" if model.name.startswith("convviz") else f" {model.name!r}"
+    where = f"Running the model{name} on the {keras.backend.backend()} backend"
+    where += f" with inputs of shape {', '.join(map(str, shapes))}" if shapes else ""
+    if isinstance(err, MemoryError) or any(
+        word in text for word in ("RESOURCE_EXHAUSTED", "ResourceExhausted", "out of memory", "allocate")
+    ):
+        return ModelRunError(
+            f"{where} ran out of memory ({_reason(err)}) Pass a smaller batch_size= "
+            "(fewer images per compiled call), or smaller images."
+        )
+    layer = None
+    if shapes and len(shapes[0]) == 4:  # a shape error: find the layer by tracing at that size
+        try:
+            _layers.trace(model, keras.Input(shapes[0][1:]))
+        except ValueError as shape_error:
+            layer = getattr(shape_error, "convviz_layer", None)
+        except Exception:  # noqa: BLE001 - only a hint: the backend's own message follows
+            layer = None
+    at = f" at layer {layer!r}" if layer else ""
+    return ModelRunError(f"{where} failed{at}: {_reason(err)}")
+
+
+def _full_precision(outputs):
+    """A mixed-precision model's float16/bfloat16 outputs cast to float32, so objectives
+    (written in float32, with float32 constants) see one dtype on every backend."""
+    return keras.tree.map_structure(
+        lambda t: keras.ops.cast(t, "float32")
+        if keras.backend.standardize_dtype(t.dtype) in ("float16", "bfloat16") else t,
+        outputs,
+    )
 
 
 def _tensorflow_inference(model):
@@ -163,7 +244,9 @@ def _torch_inference(model):
     def call(batch):
         with torch.no_grad():
             outputs = model(keras.tree.map_structure(keras.ops.convert_to_tensor, batch), training=False)
-        return [t.detach().cpu() for t in keras.tree.flatten(outputs)]
+        # numpy has no bfloat16: such outputs become float32 here (exact).
+        return [t.detach().cpu().float() if t.dtype == torch.bfloat16 else t.detach().cpu()
+                for t in keras.tree.flatten(outputs)]
 
     return call
 
@@ -199,11 +282,11 @@ def gradient_step(model: keras.Model, objective: Callable, wrt: int = 0) -> Call
     """
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        return _tensorflow_step(model, objective, wrt)
+        return _boundary(model)(_tensorflow_step(model, objective, wrt))
     if backend == "jax":
-        return _jax_step(model, objective, wrt)
+        return _boundary(model)(_jax_step(model, objective, wrt))
     if backend == "torch":
-        return _torch_step(model, objective, wrt)
+        return _boundary(model)(_torch_step(model, objective, wrt))
     raise NotImplementedError(f"convviz has no gradient step for the {backend!r} backend.")
 
 
@@ -221,6 +304,7 @@ def _tensorflow_step(model, objective, wrt):
         with tf.GradientTape() as tape:
             tape.watch(inputs[wrt])
             outputs = model(_model_inputs(inputs), training=False)
+            outputs = _full_precision(outputs)
             value = objective(outputs, *extra)
         return value, tape.gradient(value, inputs[wrt]), outputs
 
@@ -240,6 +324,7 @@ def _jax_step(model, objective, wrt):
         outputs, _ = model.stateless_call(
             trainable, non_trainable, _model_inputs(inputs), training=False
         )
+        outputs = _full_precision(outputs)
         return objective(outputs, *extra), outputs
 
     compiled = jax.jit(jax.value_and_grad(loss, has_aux=True))
@@ -284,6 +369,7 @@ def _torch_step(model, objective, wrt):
         extra = [keras.ops.convert_to_tensor(e) if isinstance(e, np.ndarray) else e for e in extra]
         with torch.enable_grad(), _frozen_parameters(model):
             outputs = model(_model_inputs(inputs), training=False)
+            outputs = _full_precision(outputs)
             value = objective(outputs, *extra)
             (grad,) = torch.autograd.grad(value, inputs[wrt])
         outputs = keras.tree.map_structure(lambda t: t.detach(), outputs)
@@ -395,11 +481,11 @@ def optimizer_step(
     """
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        return _tensorflow_optimizer(model, objective, update, transform)
+        return _boundary(model)(_tensorflow_optimizer(model, objective, update, transform))
     if backend == "jax":
-        return _jax_optimizer(model, objective, update, transform)
+        return _boundary(model)(_jax_optimizer(model, objective, update, transform))
     if backend == "torch":
-        return _torch_optimizer(model, objective, update, transform)
+        return _boundary(model)(_torch_optimizer(model, objective, update, transform))
     raise NotImplementedError(f"convviz has no optimisation step for the {backend!r} backend.")
 
 
@@ -412,6 +498,7 @@ def _tensorflow_optimizer(model, objective, update, transform):
             for p in params:
                 tape.watch(p)
             outputs = model(transform(params, *extra), training=False)
+            outputs = _full_precision(outputs)
             value, aux = objective(outputs, params, *extra)
         grads = tuple(tape.gradient(value, list(params)))
         new_params, new_state = update(params, grads, state, *extra)
@@ -432,6 +519,7 @@ def _jax_optimizer(model, objective, update, transform):
         outputs, _ = model.stateless_call(
             trainable, non_trainable, transform(params, *extra), training=False
         )
+        outputs = _full_precision(outputs)
         return objective(outputs, params, *extra)
 
     grad_fn = jax.value_and_grad(loss, has_aux=True)
@@ -465,6 +553,7 @@ def _torch_optimizer(model, objective, update, transform):
         extra = [keras.ops.convert_to_tensor(e) if isinstance(e, np.ndarray) else e for e in extra]
         with torch.enable_grad(), _frozen_parameters(model):
             outputs = model(transform(params, *extra), training=False)
+            outputs = _full_precision(outputs)
             value, aux = objective(outputs, params, *extra)
             grads = torch.autograd.grad(value, params, allow_unused=True)
         grads = tuple(torch.zeros_like(p) if g is None else g for p, g in zip(params, grads))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -54,11 +54,26 @@ def _from_pil(im) -> np.ndarray:
     return np.asarray(im)
 
 
+# Floating-point types numpy itself does not know (``ml_dtypes``' bfloat16 and float8
+# variants, which TensorFlow and JAX arrays convert to): read as float32, exactly.
+_EXTENSION_FLOATS = ("bfloat16", "float8")
+
+
 def _to_numpy(obj) -> np.ndarray:
+    arr = _backend_to_numpy(obj)
+    if arr.dtype.name.startswith(_EXTENSION_FLOATS):
+        return arr.astype(np.float32)
+    return arr
+
+
+def _backend_to_numpy(obj) -> np.ndarray:
     if isinstance(obj, np.ndarray):
         return obj
     if hasattr(obj, "detach") and hasattr(obj, "cpu"):  # torch.Tensor
-        return obj.detach().cpu().numpy()
+        obj = obj.detach().cpu()
+        if getattr(obj, "is_floating_point", lambda: False)() and obj.element_size() < 4:
+            obj = obj.float()  # numpy has no bfloat16: .numpy() refuses it (float16 too, alike)
+        return obj.numpy()
     if hasattr(obj, "numpy") and callable(obj.numpy):  # tf.Tensor
         return np.asarray(obj.numpy())
     if hasattr(obj, "__array__"):  # jax.Array, keras variables, ...
@@ -67,6 +82,17 @@ def _to_numpy(obj) -> np.ndarray:
         f"Cannot read an image from {_describe(obj)}: expected a file path, a PIL image, "
         "a numpy array, a backend tensor, or a list of those."
     )
+
+
+def refuse_mapping(obj) -> None:
+    """A dict where images are expected is an InputError that names its keys (walking
+    it would read the keys as file names)."""
+    if isinstance(obj, Mapping):
+        keys = ", ".join(map(repr, list(obj)[:4])) + (", ..." if len(obj) > 4 else "")
+        raise InputError(
+            f"Cannot read images from a dict (keys {keys}): pass the images themselves "
+            "(e.g. data['image']), a list of them, paths, or an iterable of batches."
+        )
 
 
 def _single_to_array(obj) -> np.ndarray:
@@ -258,6 +284,7 @@ def to_batch(
             )
         return np.concatenate(parts, axis=0)
 
+    refuse_mapping(images)
     what = _describe(images)
     arr = _single_to_array(images)
     if arr.dtype == bool or not (

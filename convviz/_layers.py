@@ -321,6 +321,12 @@ def output_tap(trace_: Trace) -> Tap:
     for t in reversed(trace_.taps):
         if t.output is trace_.outputs and not is_graph_model(t.layer):
             return t
+    outputs = keras.tree.flatten(trace_.outputs)
+    if len(outputs) > 1:
+        raise ModelStructureError(
+            f"The model has {len(outputs)} outputs; choose the one to explain with output= "
+            "(a name from convviz.Inspector(model).output_names(), or an index)."
+        )
     raise ModelStructureError("Cannot find the layer producing the model output.")
 
 

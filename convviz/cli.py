@@ -16,7 +16,11 @@ def _demo(args) -> int:
     import convviz
     from convviz import data, models, training
     from convviz._files import check_out_dir
+    from convviz._validation import check_positive_int
 
+    check_positive_int(args.epochs, "--epochs")
+    if args.filter_steps is not None:
+        check_positive_int(args.filter_steps, "--filter-steps")
     out = check_out_dir(args.out, overwrite=args.overwrite)
     # An existing folder is the user's data, used as it is (any size, or the Kaggle
     # subsets); otherwise convviz generates its offline dataset there.
@@ -80,15 +84,34 @@ def _gallery(args) -> int:
     import convviz
 
     result = convviz.gallery(
-        args.model, args.images, args.out,
+        _model(args), args.images, args.out,
         kinds=_names(args.kinds), layers=_names(args.layers), filter_layers=_names(args.filter_layers),
         filters=args.filters, filter_steps=args.filter_steps,
         filter_parametrization=args.filter_parametrization, max_channels=args.max_channels,
-        cam_layer=args.cam_layer, class_names=_names(args.class_names), overwrite=args.overwrite,
-        verbose=not args.quiet,
+        cam_layer=args.cam_layer, class_names=_names(args.class_names), output=_output(args.output),
+        overwrite=args.overwrite, verbose=not args.quiet,
     )
     print(result.index)
     return 0
+
+
+def _model(args):
+    """MODEL as the API takes it: a file loaded here when --no-safe-mode asks."""
+    if args.safe_mode or not os.path.isfile(args.model):
+        return args.model
+    from convviz.inspector import load_model
+
+    return load_model(args.model, safe_mode=False)
+
+
+def _output(text: str | None):
+    """``--output``: a name, or an index when it is an integer."""
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return text
 
 
 def _evaluate(args) -> int:
@@ -112,7 +135,7 @@ def _evaluate(args) -> int:
             if issubclass(get_method(name), LayerMethod):
                 method_options.setdefault(name, {}).setdefault("layer", args.cam_layer)
     class_index = _class_index(args.class_index)
-    model, images, names, _ = open_inputs(args.model, args.images)
+    model, images, names, _ = open_inputs(args.model, args.images, safe_mode=args.safe_mode)
     boxes = None
     if args.boxes is not None:
         size = convviz.Inspector.of(model).input_shape[:2]
@@ -120,7 +143,7 @@ def _evaluate(args) -> int:
     table = convviz.evaluate(
         model, images, methods=methods, metrics=metrics, boxes=boxes, class_index=class_index,
         method_options=method_options, metric_options=metric_options, image_names=names, seed=args.seed,
-        bootstrap=args.bootstrap, verbose=not args.quiet,
+        bootstrap=args.bootstrap, output=_output(args.output), verbose=not args.quiet,
     )
     try:
         index = table.report(target, overwrite=args.overwrite)
@@ -145,12 +168,20 @@ def _class_index(text: str | None):
     return classes[0] if len(classes) == 1 else classes
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, ``convviz <command>: error:
+    ...`` (what ``main`` prints for every convviz error), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="convviz",
         description="See what a Keras 3 convnet learned: feature maps, filters, Grad-CAM, sparsity.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     demo = sub.add_parser(
         "demo",
         help="train the chapter's small convnet on offline data and draw what it learned",
@@ -240,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--class-names", default=None, metavar="LIST",
         help="comma-separated class names for captions (two for a sigmoid unit: negative,positive)",
     )
+    _model_arguments(gallery)
     gallery.add_argument("--quiet", action="store_true", help="no progress output")
     gallery.set_defaults(func=_gallery)
 
@@ -277,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     _class_index_argument(explain)
     explain.add_argument("--class-names", default=None, metavar="LIST", help="comma-separated class names for titles")
     explain.add_argument("--maps", default=None, metavar="FILE", help="also save the maps as a .npz file")
+    _model_arguments(explain)
     explain.set_defaults(func=_explain)
 
     from convviz.evaluation import METRICS, metric_names
@@ -326,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     _class_index_argument(evaluate)
     evaluate.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default: %(default)s)")
     evaluate.add_argument("--seed", type=int, default=0, metavar="N", help="seeds the metrics and the bootstrap (default: %(default)s)")
+    _model_arguments(evaluate)
     evaluate.add_argument("--quiet", action="store_true", help="no progress output")
     evaluate.set_defaults(func=_evaluate)
     return parser
@@ -336,6 +370,19 @@ def _inputs(parser, *, out: str, out_help: str) -> None:
     parser.add_argument("model", metavar="MODEL", help="a .keras file or a built-in model name")
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files, or skimage:NAME")
     parser.add_argument("--out", required=True, metavar=out, help=out_help)
+
+
+def _model_arguments(parser) -> None:
+    """--output and --no-safe-mode, for the commands that take a MODEL."""
+    parser.add_argument(
+        "--output", default=None, metavar="NAME",
+        help="for a model with several outputs, the one explained: its name or index",
+    )
+    parser.add_argument(
+        "--no-safe-mode", dest="safe_mode", action="store_false",
+        help="load a .keras file that holds Python code (a Lambda layer), which runs as it "
+        "loads; only for files you trust",
+    )
 
 
 def _class_index_argument(parser) -> None:
@@ -352,6 +399,7 @@ def _explain(args) -> int:
     from matplotlib.figure import Figure
 
     import convviz
+    from convviz._files import check_writable
     from convviz.errors import InputError, OutputError
     from convviz.methods import LayerMethod, get_method
     from convviz.sources import open_inputs
@@ -360,18 +408,22 @@ def _explain(args) -> int:
     formats = Figure().canvas.get_supported_filetypes()
     if out.suffix.lstrip(".").lower() not in formats:
         raise InputError(f"--out {out}: the figure's format comes from its extension, one of {', '.join(sorted(formats))}.")
+    for target in (out, args.maps):  # refused before any work
+        if target is not None:
+            check_writable(pathlib.Path(target))
     method = get_method(args.method)
     if args.layer is not None and not issubclass(method, LayerMethod):
         raise InputError(f"--layer: {args.method} attributes the input pixels and takes no layer.")
     if args.view is not None and method.kind != "attribution":
         raise InputError(f"--view draws pixel attributions; {args.method} draws its maps over the images.")
-    model, images, _, builtin_names = open_inputs(args.model, args.images)
-    class_index = _class_index(args.class_index)
+    model, images, _, builtin_names = open_inputs(args.model, args.images, safe_mode=args.safe_mode)
+    class_index, output = _class_index(args.class_index), _output(args.output)
     if method.kind == "attribution":
-        result = convviz.attribute(model, images, method=method, class_index=class_index)
+        result = convviz.attribute(model, images, method=method, class_index=class_index, output=output)
         views = {"view": args.view or "signed"}
     else:
-        result = convviz.explain(model, images, method=method, layer=args.layer, class_index=class_index)
+        result = convviz.explain(model, images, method=method, layer=args.layer, class_index=class_index,
+                                 output=output)
         views = {}
     try:
         result.plot(class_names=_names(args.class_names) or builtin_names, save=out, **views)

@@ -47,6 +47,20 @@ class OutputError(ConvvizError, OSError):
         return str(self.args[0]) if self.args else ""
 
 
+class NonFiniteError(ConvvizError, FloatingPointError):
+    """A result would hold NaN or infinite values (the model overflowed on the images,
+    or a gradient did); convviz refuses to return it.
+
+    The message names the image, the first layer whose output is not finite, and the
+    pixel values that led there.
+    """
+
+
+class ModelRunError(ConvvizError, RuntimeError):
+    """The backend failed while running the model (an out-of-memory batch, a shape a
+    layer cannot take); the message names the model, the shapes and the fix."""
+
+
 class WeightsUnavailableError(ConvvizError, RuntimeError):
     """Pretrained weights or a preset could not be fetched or found locally."""
 

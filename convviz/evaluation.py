@@ -38,6 +38,7 @@ from convviz._validation import check_batch_size, check_positive_int, check_verb
 from convviz.errors import InputError, closest
 from convviz.inspector import Inspector
 from convviz.methods import get_method, method_names
+from convviz.methods.core import create, method_options
 from convviz.sources import load_images, open_inputs, unique_names
 
 __all__ = [
@@ -646,36 +647,12 @@ def _open(model, images):
     return inspector, inspector.prepare(arrays), names
 
 
-def _takes_verbose(cls) -> bool:
-    """Whether a method's constructor takes ``verbose=``: its own, or a base's that it
-    passes ``**kwargs`` on to.
-
-    >>> _takes_verbose(get_method("scorecam")), _takes_verbose(get_method("gradcam"))
-    (True, False)
-    """
-    import inspect
-
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        parameters = inspect.signature(init).parameters
-        if "verbose" in parameters:
-            return True
-        if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-            return False
-    return False
-
-
 def _explainer(name: str, inspector: Inspector, options: dict, verbose: int):
     cls = get_method(name)
     options = dict(options)
-    if _takes_verbose(cls):
+    if "verbose" in method_options(cls):
         options.setdefault("verbose", verbose)
-    try:
-        return cls(inspector, **options)
-    except TypeError as err:  # an option the method does not take
-        raise InputError(f"method_options[{name!r}]: {err}.") from err
+    return create(cls, inspector, what=f"method_options[{name!r}]", **options)
 
 
 # --------------------------------------------------------------------------- #
@@ -714,7 +691,7 @@ class _StepLines:
 def evaluate(model, images, *, methods: Sequence[str] | str = ("gradcam",), metrics: Sequence[str] | str | None = None,
              boxes=None, class_index=None, method_options: dict | None = None, metric_options: dict | None = None,
              image_names: Sequence[str] | None = None, seed: int = 0, bootstrap: int = 1000,
-             batch_size: int | None = None, verbose: bool = True) -> EvaluationTable:
+             batch_size: int | None = None, output=None, verbose: bool = True) -> EvaluationTable:
     """How faithful is each method's explanation? Every metric, image by image.
 
     Each method (any registered name: a CAM or a pixel attribution method) explains
@@ -780,6 +757,9 @@ def evaluate(model, images, *, methods: Sequence[str] | str = ("gradcam",), metr
     batch_size : int, optional
         Perturbed copies per compiled call, for the metrics and the methods (default:
         each one's own).
+    output : str or int, optional
+        For a model with several outputs, the one whose classes are explained and
+        judged (as :func:`convviz.explain`); required then.
     verbose : bool
         A line on standard error as each method and metric starts, and the progress
         bars of the long ones.
@@ -816,6 +796,7 @@ def evaluate(model, images, *, methods: Sequence[str] | str = ("gradcam",), metr
     seed, bootstrap = _check_seed(seed), check_positive_int(bootstrap, "bootstrap")
     batch_size = check_batch_size(batch_size, allow_none=True)
     inspector, batch, default_names = _open(model, images)
+    inspector = inspector.for_output(output)
     boxes = _check_boxes(boxes, len(batch))
     image_names = _image_names(image_names, default_names, len(batch))
     if batch_size is not None:

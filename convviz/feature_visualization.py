@@ -59,6 +59,7 @@ def visualize(
     crops: int = 4,
     batch_size: int | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    output=None,
     verbose: bool = True,
 ) -> FilterPatterns:
     """The image that maximises each target of ``objective``.
@@ -80,6 +81,9 @@ def visualize(
     images_per_target : int
         Images per target (consecutive in the result); with ``diversity`` they are
         pushed apart (Lucid's Gram-matrix diversity at the objective's layer).
+    output : str or int, optional
+        For ``classes`` on a model with several outputs, the one whose classes are
+        drawn (as :func:`convviz.explain`).
 
     Returns
     -------
@@ -135,11 +139,17 @@ def visualize(
                 "diversity= needs a feature-map layer; class objectives have none. Use "
                 "images_per_target= alone, or a channel objective."
             )
+        inspector = inspector.for_output(output)
         head = inspector._score_model(logits=True)
         # The conv base's activations dominate what the backward pass keeps.
         _, elements = _head(inspector, inspector.find_layer(inspector.last_conv_layer()), h, w)
         layer = "scores"
     else:
+        if output is not None:
+            raise InputError(
+                f"output= chooses the scores a class objective draws; a {objective.kind} "
+                "objective is at a layer. Leave output out."
+            )
         info = inspector.find_layer(objective.layer)
         _check_feature_map(info)
         head, elements = _head(inspector, info, h, w)

@@ -303,6 +303,7 @@ def filters(
     info = inspector.find_layer(layer)
     _check_feature_map(info)
     objective = _choice(objective, "objective", ("channel", "neuron"))
+    check_positive_int(images_per_filter, "images_per_filter")  # checked as images_per_target below
     options = _resolve(
         parametrization=parametrization,
         transforms=transforms,
@@ -374,9 +375,11 @@ def filters(
         loss_parts.append(_chapter_loss(head, raw, chunk))
         progress.add(len(chunk))
     raw = np.concatenate(raw_parts)
+    losses = np.concatenate(loss_parts).astype(np.float32)
+    inspector.check_finite(raw, {"The filter patterns": raw, "Their objective values": losses})
     return FilterPatterns(
         images=deprocess(raw, crop=crop),
-        losses=np.concatenate(loss_parts).astype(np.float32),
+        losses=losses,
         layer=info.name,
         filter_indices=indices,
         raw=raw,
@@ -471,6 +474,7 @@ def _optimised(inspector, layer, head, elements, weights, indices, objective, sp
         settings,
         Progress(o.steps, o.verbose, "step"),
     )
+    inspector.check_finite(raw, {"The optimised images": raw, "Their objective values": values})
     images = display(raw, parametrization=o.parametrization, pixel_range=o.pixel_range, crop=o.crop)
     return FilterPatterns(
         images=images,

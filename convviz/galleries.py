@@ -27,13 +27,12 @@ from convviz.evaluation import (
     _evaluate,
     _StepLines,
     _summary_caption,
-    _takes_verbose,
     metric_names,
 )
 from convviz.filter_patterns import filters as find_patterns
 from convviz.inspector import Inspector
 from convviz.methods import LayerMethod, get_method, method_names
-from convviz.methods.core import class_name, class_probability
+from convviz.methods.core import class_name, class_probability, method_options
 from convviz.parametrizations import PARAMETRIZATIONS
 from convviz.sources import (
     BUILTIN_MODELS,
@@ -203,6 +202,7 @@ def gallery(
     class_names: Sequence[str] | None = None,
     image_names: Sequence[str] | None = None,
     sparsity_data=None,
+    output=None,
     overwrite: bool = False,
     verbose: bool = True,
 ) -> Gallery:
@@ -276,6 +276,9 @@ def gallery(
     sparsity_data : optional
         Data for the sparsity curve (anything :func:`convviz.sparsity` streams);
         default: the gallery's images.
+    output : str or int, optional
+        For a model with several outputs, the one the CAM and attribution figures
+        explain (as :func:`convviz.explain`); required then.
     overwrite : bool
         Replace an existing non-empty ``out_dir``.
     verbose : bool
@@ -340,6 +343,8 @@ def gallery(
     compared = (cams or method_names("cam")) if "cam_methods" in kinds else []
     judged = (cams or ["gradcam"]) if "faithfulness" in kinds else []
     attributions = [k for k in kinds if k in method_names("attribution")]
+    # The explained output of a model with several (an error naming them when not chosen).
+    explained = inspector.for_output(output) if cams or compared or judged or attributions else inspector
     steps = (
         ("activations" in kinds) * len(batch) * len(act_layers)
         + len(conv_layers)
@@ -350,7 +355,7 @@ def gallery(
         + ("sparsity" in kinds)
     )
     progress = _StepLines(steps, verbose)
-    explain = _Explanations(inspector, batch, cam_layer, verbose, progress)
+    explain = _Explanations(explained, batch, cam_layer, verbose, progress)
     builders: dict[str, Callable] = {
         "activations": lambda tmp: _activation_figures(
             inspector, batch, names, act_layers, max_channels, tmp, progress
@@ -362,7 +367,7 @@ def gallery(
             explain, compared, batch, names, class_names, tmp, progress
         ),
         "faithfulness": lambda tmp: _faithfulness_figure(
-            explain, judged, inspector, batch, names, cam_layer, tmp, verbose, progress
+            explain, judged, explained, batch, names, cam_layer, tmp, verbose, progress
         ),
         "sparsity": lambda tmp: _sparsity_figures(
             inspector, batch if sparsity_data is None else sparsity_data, act_layers, tmp, progress
@@ -567,7 +572,7 @@ class _Explanations:
         if method not in self.done:
             cls = get_method(method)
             # A method's own bar shows its perturbed inputs (masked images, interpolation steps...).
-            options = {"verbose": self.verbose} if _takes_verbose(cls) else {}
+            options = {"verbose": self.verbose} if "verbose" in method_options(cls) else {}
             if self.layer is not None and issubclass(
                 cls, LayerMethod
             ):  # attributions take no layer

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 import keras
@@ -14,7 +15,13 @@ from convviz import _layers
 from convviz._autodiff import inference_function
 from convviz._inputs import to_batch
 from convviz._validation import check_batch_size, keyword_only
-from convviz.errors import InputError, ModelStructureError, layer_error_reason
+from convviz.errors import (
+    InputError,
+    ModelStructureError,
+    NonFiniteError,
+    closest,
+    layer_error_reason,
+)
 
 _CACHE_ATTR = "_convviz_inspector"
 
@@ -31,8 +38,13 @@ class LayerInfo(NamedTuple):
     """Symbolic output shape, batch axis first (``None`` for unknown sizes)."""
 
 
-def load_model(path) -> keras.Model:
-    """Load a ``.keras`` (or legacy ``.h5``) file with Keras' ``safe_mode`` left on."""
+def load_model(path, *, safe_mode: bool = True) -> keras.Model:
+    """Load a ``.keras`` (or legacy ``.h5``) file, with Keras' ``safe_mode`` on by default.
+
+    Safe mode refuses files that hold Python code (a ``Lambda`` layer's function), which
+    runs when the file is loaded. ``safe_mode=False`` (the command line's
+    ``--no-safe-mode``) is the opt-in for a file you trust: you made it, or you know who did.
+    """
     import zipfile
 
     path = os.fspath(path)
@@ -50,14 +62,15 @@ def load_model(path) -> keras.Model:
             "name. Save the model again with model.save(path)."
         )
     try:
-        return keras.models.load_model(path)
+        return keras.models.load_model(path, safe_mode=safe_mode)
     except Exception as err:  # Keras raises many types; report the file and the reason
         reason = layer_error_reason(err)
         if "safe_mode" in str(err):
             raise InputError(
                 f"Keras refuses to load {path!r} in safe mode: {reason} The file holds "
-                "Python code (a Lambda layer). If you trust it, load it yourself with "
-                "keras.models.load_model(path, safe_mode=False) and pass the model."
+                "Python code (a Lambda layer), which would run as it loads. If you trust it, "
+                "pass the model loaded with keras.models.load_model(path, safe_mode=False), "
+                "or give the command line --no-safe-mode."
             ) from err
         raise InputError(f"Cannot load a Keras model from {path!r}: {reason}") from err
 
@@ -228,8 +241,8 @@ class Inspector:
     def _resolve_many(self, layers) -> list[_layers.Tap]:
         if layers is None:
             layers = self.feature_layers()
-        elif isinstance(layers, (str, keras.Layer)):
-            layers = [layers]
+        elif isinstance(layers, (str, keras.Layer)) or not isinstance(layers, Iterable):
+            layers = [layers]  # one layer (an int etc. is then refused by name)
         taps = [_layers.resolve(self._flat.taps, name) for name in layers]
         if not taps:
             raise InputError("layers=[] asks for no layer; pass None for the default layers.")
@@ -237,6 +250,84 @@ class Inspector:
             if t.tensor is None:
                 raise ModelStructureError(f"Layer {t.key!r} has several outputs; pick a single-output layer.")
         return taps
+
+    # -- outputs --------------------------------------------------------------------
+
+    def _outputs(self) -> list[tuple[str, object]]:
+        """``(name, symbolic tensor)`` of each model output, in order: a dict output's
+        keys, else the names of the layers that produce them."""
+        out = self._flat.outputs
+        if isinstance(out, dict):
+            return list(out.items())
+        return [(t._keras_history[0].name, t) for t in keras.tree.flatten(out)]
+
+    def output_names(self) -> list[str]:
+        """The model's outputs, in order: the names ``output=`` takes (an index works too).
+
+        >>> import keras, convviz
+        >>> inputs = keras.Input((8, 8, 3))
+        >>> x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
+        >>> model = keras.Model(inputs, [keras.layers.Dense(3, name="kind")(x),
+        ...                              keras.layers.Dense(1, name="age")(x)])
+        >>> convviz.Inspector(model).output_names()
+        ['kind', 'age']
+        """
+        return [name for name, _ in self._outputs()]
+
+    def for_output(self, output=None) -> Inspector:
+        """The Inspector of the model restricted to one of its outputs (shared layers,
+        nothing copied), for the methods that explain a class score.
+
+        ``output`` is a name from :meth:`output_names` or an index; ``None`` is the
+        model's only output, and an error naming the outputs when it has several.
+        A one-output model returns this Inspector itself.
+
+        >>> import keras, convviz
+        >>> inputs = keras.Input((8, 8, 3))
+        >>> x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
+        >>> model = keras.Model(inputs, [keras.layers.Dense(3, name="kind")(x),
+        ...                              keras.layers.Dense(1, name="age")(x)])
+        >>> convviz.Inspector(model).for_output("age").model.output.shape
+        (None, 1)
+        """
+        items = self._outputs()
+        names = [name for name, _ in items]
+        listing = ", ".join(f"{name!r} {tuple(t.shape)}" for name, t in items)
+        if output is None:
+            if len(items) == 1:
+                return self
+            raise ModelStructureError(
+                f"Model {self.model.name!r} has {len(items)} outputs ({listing}); choose the "
+                f"one to explain with output= (a name or an index), e.g. output={names[0]!r}."
+            )
+        if isinstance(output, str):
+            if output not in names:
+                hint = closest(output, names)
+                raise InputError(
+                    f"Model {self.model.name!r} has no output {output!r}; its outputs: {listing}"
+                    + (f" (did you mean {hint[0]!r}?)" if hint else "") + "."
+                )
+            index = names.index(output)
+        elif isinstance(output, numbers.Integral) and not isinstance(output, bool):
+            if not -len(items) <= output < len(items):
+                raise InputError(
+                    f"output={output} is out of range: model {self.model.name!r} has "
+                    f"{len(items)} output(s) ({listing})."
+                )
+            index = int(output) % len(items)
+        else:
+            raise InputError(
+                f"output must be an output name or index ({listing}); got {output!r}."
+            )
+        if len(items) == 1:
+            return self
+
+        def build():
+            flat = self._flat
+            sub = _layers.flat_model(flat.inputs, items[index][1], flat.taps, f"{self.model.name}.{names[index]}")
+            return Inspector(sub)
+
+        return self._cached("output", index, build)
 
     # -- inputs ---------------------------------------------------------------------
 
@@ -287,7 +378,62 @@ class Inspector:
             arrays = [np.concatenate(parts, axis=0) for parts in zip(*chunks)]
             for a in arrays:
                 a.flags.writeable = False  # as for one chunk: the same for every batch size
+        self.check_finite(batch, {f"The activations of layer {n!r}": a for n, a in zip(names, arrays)})
         return dict(zip(names, arrays))
+
+    # -- never a NaN result ---------------------------------------------------------------
+
+    def check_finite(self, batch: np.ndarray, results: dict) -> None:
+        """Raise :class:`~convviz.errors.NonFiniteError` when one of ``results``
+        (``{what: (N, ...) array}``, row ``i`` computed from ``batch[i]``) holds NaN or
+        infinite values, naming the image and the first layer that overflowed on it.
+
+        >>> import keras, numpy as np, convviz
+        >>> model = keras.Sequential([keras.Input((4, 4, 1)),
+        ...                           keras.layers.Conv2D(1, 3, kernel_initializer="ones", name="conv")])
+        >>> big = np.full((1, 4, 4, 1), 3e38, np.float32)  # nine of these sum past float32's max
+        >>> convviz.Inspector(model).check_finite(big, {"The scores": np.array([[np.inf]])})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        convviz.errors.NonFiniteError: The scores for image 0 are not finite (inf). The first layer whose output is not finite is 'conv' (inf). ...
+        """
+        for what, values in results.items():
+            values = np.asarray(values)
+            if values.dtype.kind != "f" or _all_finite(values):
+                continue
+            rows = values.reshape(len(values), -1)
+            i = int(np.argmax(~np.isfinite(rows).all(axis=1)))
+            image = batch[i : i + 1]
+            kind = "NaN" if np.isnan(rows[i]).any() else "inf"
+            found = self._first_non_finite_layer(image)
+            if found is None:
+                where = "Every layer's output is finite; computing them from those outputs overflowed float32."
+            elif found is False:  # an image the whole model cannot take
+                where = "The model's layers overflowed float32 on it."
+            else:
+                where = f"The first layer whose output is not finite is {found[0]!r} ({found[1]})."
+            raise NonFiniteError(
+                f"{what} for image {i} are not finite ({kind}). {where} The image's pixel values "
+                f"run from {float(image.min()):.3g} to {float(image.max()):.3g}: give images in the "
+                "range the model was trained on (uint8 0-255 for a model that rescales inside, "
+                "else its preprocessing's range)."
+            )
+
+    def _first_non_finite_layer(self, image: np.ndarray):
+        """``(layer, "NaN"/"inf")`` for the shallowest layer whose output on ``image``
+        is not finite, None when every output is finite, False for an image the model
+        cannot take (a feature visualisation at another size). Run on the failure path only."""
+        if any(want not in (None, got) for want, got in zip(self.input_shape, image.shape[1:])):
+            return False
+        flat = self._flat
+        taps = [t for t in flat.taps if t.tensor is not None and not _layers.is_graph_model(t.layer)]
+        for start in range(0, len(taps), 64):  # a few layers per program: bounded memory
+            chunk = taps[start : start + 64]
+            model = _layers.flat_model(flat.inputs, [t.tensor for t in chunk], flat.taps, "convviz_finite")
+            for tap, value in zip(chunk, inference_function(model)(image)):
+                if not _all_finite(value):
+                    return tap.key, "NaN" if np.isnan(value).any() else "inf"
+        return None
 
     # -- cached sub-models and steps (plumbing for convviz's own modules) ---------------
 
@@ -416,6 +562,17 @@ class Inspector:
             return head[2] if head else None
 
         return self._cached("output-activation", None, build)
+
+
+def _all_finite(values: np.ndarray) -> bool:
+    """Whether a float array holds no NaN or inf: a float32 sum first (one fast pass; any
+    NaN or inf makes it non-finite), and an element-wise check only when it is not finite,
+    since finite values near float32's limit can overflow the sum too."""
+    values = np.asarray(values)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(values.sum()):
+            return True
+    return bool(np.isfinite(values).all())
 
 
 def _info(tap: _layers.Tap) -> LayerInfo:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import keras
 import numpy as np
 
-from convviz._inputs import to_batch
+from convviz._inputs import refuse_mapping, to_batch
 from convviz.errors import InputError, closest
 from convviz.inspector import load_model
 
@@ -59,11 +59,13 @@ def builtin_model(name: str):
     )
 
 
-def open_model(spec):
+def open_model(spec, *, safe_mode: bool = True):
     """A model given as a ``keras.Model``, a ``.keras`` path or a built-in name.
 
     Returns ``(model, preprocess, class_names)`` as :func:`builtin_model` does
     (``preprocess`` and ``class_names`` are None for files and model objects).
+    ``safe_mode=False`` loads a ``.keras`` file that holds Python code (see
+    :func:`convviz.inspector.load_model`).
     """
     if isinstance(spec, keras.Model):
         return spec, None, None
@@ -75,7 +77,7 @@ def open_model(spec):
         return builtin_model(text)
     if not looks_like_path:
         return builtin_model(text)
-    return load_model(text), None, None
+    return load_model(text, safe_mode=safe_mode), None, None
 
 
 def load_images(specs: Sequence) -> tuple[list[np.ndarray], list[str]]:
@@ -90,11 +92,17 @@ def load_images(specs: Sequence) -> tuple[list[np.ndarray], list[str]]:
     >>> images[0].shape, names
     ((300, 451, 3), ['chelsea'])
     """
-    if isinstance(specs, (str, os.PathLike)):
+    if isinstance(specs, (str, os.PathLike)) or type(specs).__module__.startswith("PIL."):
         specs = [specs]
     elif hasattr(specs, "shape"):  # one array: a single image or a batch
         batch = to_batch(specs)
         return list(batch), [f"image {i + 1}" for i in range(len(batch))]
+    refuse_mapping(specs)
+    if not isinstance(specs, Iterable) or isinstance(specs, bytes):
+        raise InputError(
+            f"Cannot read images from {type(specs).__name__}: give image paths, skimage:NAME, "
+            "arrays or PIL images, or a list of those."
+        )
     images, names = [], []
     for i, spec in enumerate(specs):
         if isinstance(spec, str) and spec.startswith("skimage:"):
@@ -108,7 +116,7 @@ def load_images(specs: Sequence) -> tuple[list[np.ndarray], list[str]]:
             images.append(np.asarray(to_batch(spec)[0]))
             names.append(f"image {i + 1}")
     if not images:
-        raise InputError("A gallery needs at least one image.")
+        raise InputError("Received an empty list of images; give at least one image.")
     return images, unique_names(names)
 
 
@@ -140,7 +148,7 @@ def unique_names(names: list[str]) -> list[str]:
     return out
 
 
-def open_inputs(model, images):
+def open_inputs(model, images, *, safe_mode: bool = True):
     """A model and images given in any form the gallery and the CLI take, ready to run.
 
     Returns ``(model, images, names, class_names)``: the ``keras.Model``
@@ -148,7 +156,7 @@ def open_inputs(model, images):
     applied (EfficientNet-Lite0's evaluation crop), their display names
     (:func:`load_images`), and the model's class names (None unless built in).
     """
-    net, preprocess, class_names = open_model(model)
+    net, preprocess, class_names = open_model(model, safe_mode=safe_mode)
     arrays, names = load_images(images)
     if preprocess is not None:
         arrays = [preprocess(im) for im in arrays]

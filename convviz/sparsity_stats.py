@@ -22,6 +22,7 @@ import keras
 import numpy as np
 
 from convviz import plot
+from convviz._inputs import refuse_mapping
 from convviz._progress import Progress
 from convviz._validation import check_batch_size, check_verbose, keyword_only, renamed
 from convviz.errors import InputError
@@ -176,6 +177,7 @@ def _is_stream(images) -> bool:
 
 def _stream(inspector: Inspector, images):
     """Float32 NHWC batches, one per element of an iterable of batches."""
+    refuse_mapping(images)
     if not isinstance(images, Iterable):
         raise InputError(
             f"Cannot read images from {type(images).__name__}: give an image, an array batch, "
@@ -298,6 +300,8 @@ def sparsity(
             shapes = sized[batch.shape[1:]]
             for k in range(len(names)):
                 counts, sums = outputs[2 * k], outputs[2 * k + 1]
+                if not np.isfinite(sums).all():  # (N, C) sums: an inf or NaN anywhere shows
+                    inspector.check_finite(batch, {f"The activation sums of layer {names[k]!r}": sums})
                 active[k] += counts.sum(axis=0)
                 blank[k] += float((counts == 0).sum())
                 total[k] += float(sums.sum())

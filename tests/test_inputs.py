@@ -103,7 +103,7 @@ def test_list_of_different_sizes_needs_a_size(rgb):
         (np.zeros((1, 3, 32, 32)), "channels-first"),
         (np.full((4, 4, 3), np.nan), "NaN"),
         (np.array([["a"]]), "numeric"),
-        ({"not": "an image"}, "Cannot read an image"),
+        ({"not": "an image"}, "Cannot read images from a dict .keys .not.."),
     ],
 )
 def test_bad_input_raises_clear_error(bad, message):

@@ -103,7 +103,7 @@ def test_methods_are_classes_and_names():
     assert convviz.methods.get_method("gradcam") is convviz.methods.GradCAM
     with pytest.raises(InputError, match="did you mean 'gradcam'"):
         convviz.explain(model, x, method="gradcma")
-    with pytest.raises(TypeError, match="eps"):
+    with pytest.raises(InputError, match="Grad-CAM takes no option .eps.; its options: layer"):
         convviz.explain(model, x, method="gradcam", eps=1e-3)  # Grad-CAM has no eps
     with pytest.raises(InputError, match="batch_size"):
         convviz.explain(model, x, batch_size=0)

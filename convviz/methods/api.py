@@ -9,7 +9,7 @@ import numpy as np
 from convviz._validation import keyword_only, renamed
 from convviz.errors import InputError
 from convviz.methods.attribution import Attributions
-from convviz.methods.core import Explanation, get_method, method_names
+from convviz.methods.core import Explanation, create, get_method, method_names
 from convviz.methods.gradcam import GradCAM
 
 __all__ = ["attribute", "cam", "explain", "gradcam"]
@@ -46,6 +46,10 @@ def explain(model, images, *, method="gradcam", class_index=None, layer=None, lo
     batch_size : int, optional
         Images per compiled call; default the method's own (16 for gradient CAMs, whose
         activations are kept for the backward pass; 32 otherwise).
+    output : str or int, optional
+        For a model with several outputs (a classifier with a second head), the one
+        whose classes are explained: a name from
+        ``convviz.Inspector(model).output_names()`` or an index. Required then.
     **options
         The method's own options (e.g. ``eps`` for ``gradcam_plusplus``).
 
@@ -67,7 +71,7 @@ def explain(model, images, *, method="gradcam", class_index=None, layer=None, lo
     cls = get_method(method)
     if layer is not None:
         options["layer"] = layer
-    explainer = cls(model, logits=logits, batch_size=batch_size, **options)
+    explainer = create(cls, model, logits=logits, batch_size=batch_size, **options)
     return explainer.explain(images, class_index=class_index)
 
 
@@ -84,6 +88,8 @@ def cam(model, images, *, method="gradcam", class_index=None, layer=None, upsamp
     >>> convviz.cam(model, np.random.rand(2, 32, 32, 3), upsample=True).shape
     (2, 32, 32)
     """
+    if not isinstance(upsample, (bool, np.bool_)):
+        raise InputError(f"upsample must be True or False, got {upsample!r}.")
     result = explain(model, images, method=method, class_index=class_index, layer=layer, **options)
     return result.upsampled() if upsample else result.maps
 
@@ -91,7 +97,7 @@ def cam(model, images, *, method="gradcam", class_index=None, layer=None, upsamp
 @renamed(img="images")
 @keyword_only(2, "class_index", "layer")
 def gradcam(model, images, *, class_index=None, layer=None, upsample: bool = False, logits: bool = True,
-            batch_size: int = 16) -> np.ndarray:
+            batch_size: int = 16, output=None) -> np.ndarray:
     """Grad-CAM heatmaps: where the evidence for a class is, one map per image.
 
     The same as ``convviz.cam(model, images, method="gradcam", ...)``; use
@@ -113,7 +119,7 @@ def gradcam(model, images, *, class_index=None, layer=None, upsample: bool = Fal
     (2, 30, 30)
     """
     return cam(model, images, method=GradCAM, class_index=class_index, layer=layer, upsample=upsample,
-               logits=logits, batch_size=batch_size)
+               logits=logits, batch_size=batch_size, output=output)
 
 
 def attribute(model, images, *, method="integrated_gradients", class_index=None, logits: bool = True,
@@ -122,7 +128,7 @@ def attribute(model, images, *, method="integrated_gradients", class_index=None,
 
     Parameters
     ----------
-    model, images, class_index, logits
+    model, images, class_index, logits, output
         As :func:`explain` (the score is the class logit before a final
         softmax/sigmoid by default; ``logits=False`` attributes the probability).
     method : str or Attribution subclass
@@ -159,4 +165,4 @@ def attribute(model, images, *, method="integrated_gradients", class_index=None,
             f"{cls.__name__} is not a pixel attribution method; choose from "
             f"{', '.join(method_names('attribution'))} (or use convviz.explain for {cls.kind} methods)."
         )
-    return cls(model, logits=logits, batch_size=batch_size, **options).explain(images, class_index=class_index)
+    return create(cls, model, logits=logits, batch_size=batch_size, **options).explain(images, class_index=class_index)

@@ -149,7 +149,7 @@ class Attribution(Method):
 
     Parameters
     ----------
-    model, logits, batch_size
+    model, logits, batch_size, output
         As :class:`~convviz.methods.Method`; ``batch_size`` counts the perturbed
         copies (interpolation steps, noise samples, occluded images) per compiled call.
     verbose : bool
@@ -160,8 +160,9 @@ class Attribution(Method):
     result_type = Attributions
     _abstract = True
 
-    def __init__(self, model, *, logits: bool = True, batch_size: int | None = None, verbose: bool = True):
-        super().__init__(model, logits=logits, batch_size=batch_size)
+    def __init__(self, model, *, logits: bool = True, batch_size: int | None = None, output=None,
+                 verbose: bool = True):
+        super().__init__(model, logits=logits, batch_size=batch_size, output=output)
         self.verbose = check_verbose(verbose)
 
     def compute(self, images: np.ndarray, classes: np.ndarray, scores: np.ndarray):

@@ -38,7 +38,8 @@ def normalize_maps(cam: np.ndarray) -> np.ndarray:
     """
     cam = np.maximum(cam, 0.0)
     peak = cam.max(axis=(1, 2), keepdims=True)
-    return np.divide(cam, peak, out=np.zeros_like(cam), where=peak > 0).astype(np.float32)
+    with np.errstate(invalid="ignore"):  # inf / inf: a NaN map, refused by check_finite after
+        return np.divide(cam, peak, out=np.zeros_like(cam), where=peak > 0).astype(np.float32)
 
 
 class CAM(LayerMethod):

@@ -28,7 +28,8 @@ from convviz.inspector import Inspector
 
 __all__ = [
     "RESERVED", "Explanation", "LayerMethod", "Method", "chosen_class", "class_name", "class_objective",
-    "class_probability", "class_weights", "get_method", "method_names", "probabilities", "register", "upsample",
+    "class_probability", "class_weights", "create", "get_method", "method_names", "method_options", "probabilities",
+    "register", "upsample",
 ]
 
 _REGISTRY: dict[str, type[Method]] = {}
@@ -92,6 +93,43 @@ def get_method(name) -> type[Method]:
         f"Unknown explanation method {name!r}; known: {', '.join(_REGISTRY)}"
         + (f" (did you mean {hint[0]!r}?)" if hint else "") + "."
     )
+
+
+def method_options(cls: type[Method]) -> list[str]:
+    """The keyword options a method's constructor takes (its own and those of the bases
+    it passes ``**kwargs`` on to).
+
+    >>> method_options(get_method("gradcam_plusplus"))
+    ['eps', 'layer', 'logits', 'batch_size', 'output']
+    """
+    import inspect
+
+    names: list[str] = []
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        parameters = list(inspect.signature(init).parameters.values())[2:]  # self, model
+        names += [p.name for p in parameters if p.kind is p.KEYWORD_ONLY and p.name not in names]
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            break
+    return names
+
+
+def create(cls: type[Method], model, *, what: str = "", **options) -> Method:
+    """``cls(model, **options)``, with an option the method does not take reported as
+    an :class:`~convviz.errors.InputError` that lists the ones it does (``what`` names
+    where the options came from, e.g. ``method_options['gradcam']``)."""
+    accepted = method_options(cls)
+    unknown = [name for name in options if name not in accepted]
+    if unknown:
+        hint = closest(unknown[0], accepted)
+        raise InputError(
+            (f"{what}: " if what else "") + f"{cls.title or cls.__name__} takes no option {unknown[0]!r}"
+            + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            + f"; its options: {', '.join(accepted)}."
+        )
+    return cls(model, **options)
 
 
 @dataclass(eq=False)
@@ -269,6 +307,9 @@ class Method:
         model's output itself (``False``).
     batch_size : int, optional
         Inputs per compiled call; default :attr:`default_batch_size`.
+    output : str or int, optional
+        For a model with several outputs, the one whose class scores are explained
+        (a name from :meth:`convviz.Inspector.output_names`, or an index).
 
     Examples
     --------
@@ -312,10 +353,11 @@ class Method:
         if register and cls.__dict__.get("name"):
             _register(cls)  # the module's register(); the keyword shadows its name here
 
-    def __init__(self, model, *, logits: bool = True, batch_size: int | None = None):
+    def __init__(self, model, *, logits: bool = True, batch_size: int | None = None, output=None):
         if self._abstract:
             raise TypeError(f"{type(self).__name__} is a base class; subclass it (see convviz.methods).")
-        self.inspector = Inspector(model)
+        self.inspector = Inspector(model).for_output(output)
+        self.output = output if output is None or isinstance(output, str) else int(output)
         if not isinstance(logits, (bool, np.bool_)):
             raise InputError(f"logits must be True or False, got {logits!r}.")
         self.logits = bool(logits)
@@ -331,7 +373,7 @@ class Method:
 
     def options(self) -> dict:
         """The options that, with the model and images, determine the result."""
-        return {"logits": self.logits}
+        return {"logits": self.logits} if self.output is None else {"logits": self.logits, "output": self.output}
 
     def explain(self, images, *, class_index=None) -> Explanation:
         """Explain ``images`` (one or a batch); ``class_index`` None explains each
@@ -431,6 +473,8 @@ class Method:
     def _result(self, maps, scores, class_index, batch, layer=None, **fields) -> Explanation:
         """The result (:attr:`result_type`) from the maps and the (N, C) scores;
         ``fields`` are the result type's own (an Attributions' ``details``)."""
+        self.inspector.check_finite(batch, {"The model's class scores": scores,
+                                            f"The {self.title or self.method_name} maps": maps})
         return self.result_type(
             maps, self._classes(scores, class_index),
             probabilities(scores, self.inspector._output_activation(self.logits)),
@@ -468,7 +512,7 @@ class LayerMethod(Method):
 
     Parameters
     ----------
-    model, logits, batch_size
+    model, logits, batch_size, output
         As :class:`Method`.
     layer : str, optional
         A layer with a spatial output (name or ``outer/inner`` path, inside a nested
@@ -477,8 +521,8 @@ class LayerMethod(Method):
 
     _abstract = True
 
-    def __init__(self, model, *, layer=None, logits: bool = True, batch_size: int | None = None):
-        super().__init__(model, logits=logits, batch_size=batch_size)
+    def __init__(self, model, *, layer=None, logits: bool = True, batch_size: int | None = None, output=None):
+        super().__init__(model, logits=logits, batch_size=batch_size, output=output)
         inspector = self.inspector
         info = inspector.find_layer(inspector.last_conv_layer() if layer is None else layer)
         if len(info.output_shape) != 4:
