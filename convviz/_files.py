@@ -10,6 +10,23 @@ import tempfile
 from convviz.errors import InputError, OutputError
 
 
+def read_saved(path, read, *, what: str, writer: str):
+    """``read(path)`` for a file convviz wrote, with a missing, unreadable or foreign
+    file an :class:`~convviz.errors.InputError` naming ``what`` was expected and the
+    ``writer`` that makes one."""
+    path = pathlib.Path(os.fspath(path))
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not {what} file (written by {writer}).")
+    if not path.is_file():
+        raise InputError(f"{what[0].upper()}{what[1:]} file not found: {path}.")
+    try:
+        return read(path)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:  # zip, JSON, npz, fields
+        raise InputError(
+            f"{path} is not {what} file ({type(err).__name__}: {err}); write one with {writer}."
+        ) from err
+
+
 def refuse_existing(target: pathlib.Path, overwrite: bool, what: str) -> None:
     if target.exists() and not overwrite:
         raise InputError(

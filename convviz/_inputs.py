@@ -296,6 +296,15 @@ def to_batch(
         raise InputError(f"Received an empty batch ({what}); give at least one image.")
     if 0 in batch.shape[1:3]:
         raise InputError(f"Cannot interpret {what}: an image has zero height or width.")
+    if batch.dtype.kind == "f" and batch.dtype.itemsize > 4 and batch.size:
+        finite = np.abs(batch[np.isfinite(batch)])  # NaN and inf are refused below, as such
+        peak = float(finite.max()) if finite.size else 0.0
+        if peak > float(np.finfo(np.float32).max):
+            raise InputError(
+                f"{what} holds values up to {peak:.3g}, beyond float32's range (3.4e+38), "
+                "which models compute in: rescale the images (uint8 0-255, or the range the "
+                "model was trained on)."
+            )
     batch = _match_channels(batch, channels, what).astype(np.float32, copy=False)
     if not np.all(np.isfinite(batch)):
         raise InputError(f"{what} contains NaN or infinite values.")

@@ -20,7 +20,7 @@ from convviz.errors import InputError
 
 __all__ = [
     "check_batch_size", "check_image_size", "check_positive_int", "check_verbose",
-    "keyword_only", "physical_memory", "renamed",
+    "keyword_only", "output_argument", "physical_memory", "renamed",
 ]
 
 
@@ -116,6 +116,21 @@ def check_image_size(value, name: str = "size", *, channels: int = 3) -> tuple[i
             "a few hundred pixels)."
         )
     return h, w
+
+
+def output_argument(text: str | None):
+    """An ``output=`` given as text (the command line's ``--output``, a directive's
+    ``:output:``): an index when it is an integer, else a name.
+
+    >>> output_argument("1"), output_argument("age"), output_argument(None)
+    (1, 'age', None)
+    """
+    if text is None or not text.strip():
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return text.strip()
 
 
 def check_batch_size(value, *, allow_none: bool = False) -> int | None:

@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from convviz._validation import output_argument
+
 
 def _demo(args) -> int:
     """Offline end to end: data, training, then the galleries of what the convnets learned."""
@@ -88,7 +90,7 @@ def _gallery(args) -> int:
         kinds=_names(args.kinds), layers=_names(args.layers), filter_layers=_names(args.filter_layers),
         filters=args.filters, filter_steps=args.filter_steps,
         filter_parametrization=args.filter_parametrization, max_channels=args.max_channels,
-        cam_layer=args.cam_layer, class_names=_names(args.class_names), output=_output(args.output),
+        cam_layer=args.cam_layer, class_names=_names(args.class_names), output=output_argument(args.output),
         overwrite=args.overwrite, verbose=not args.quiet,
     )
     print(result.index)
@@ -102,16 +104,6 @@ def _model(args):
     from convviz.inspector import load_model
 
     return load_model(args.model, safe_mode=False)
-
-
-def _output(text: str | None):
-    """``--output``: a name, or an index when it is an integer."""
-    if text is None:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        return text
 
 
 def _evaluate(args) -> int:
@@ -143,7 +135,7 @@ def _evaluate(args) -> int:
     table = convviz.evaluate(
         model, images, methods=methods, metrics=metrics, boxes=boxes, class_index=class_index,
         method_options=method_options, metric_options=metric_options, image_names=names, seed=args.seed,
-        bootstrap=args.bootstrap, output=_output(args.output), verbose=not args.quiet,
+        bootstrap=args.bootstrap, output=output_argument(args.output), verbose=not args.quiet,
     )
     try:
         index = table.report(target, overwrite=args.overwrite)
@@ -417,7 +409,7 @@ def _explain(args) -> int:
     if args.view is not None and method.kind != "attribution":
         raise InputError(f"--view draws pixel attributions; {args.method} draws its maps over the images.")
     model, images, _, builtin_names = open_inputs(args.model, args.images, safe_mode=args.safe_mode)
-    class_index, output = _class_index(args.class_index), _output(args.output)
+    class_index, output = _class_index(args.class_index), output_argument(args.output)
     if method.kind == "attribution":
         result = convviz.attribute(model, images, method=method, class_index=class_index, output=output)
         views = {"view": args.view or "signed"}

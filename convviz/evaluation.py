@@ -33,7 +33,7 @@ import numpy as np
 
 from convviz import _html, plot
 from convviz import metrics as _metrics
-from convviz._files import build_atomically, check_out_dir
+from convviz._files import build_atomically, check_out_dir, read_saved
 from convviz._validation import check_batch_size, check_positive_int, check_verbose
 from convviz.errors import InputError, closest
 from convviz.inspector import Inspector
@@ -391,11 +391,14 @@ class EvaluationTable:
     def load(cls, path) -> EvaluationTable:
         """Read a table written by :meth:`to_json` (or the ``evaluation.json`` of a
         report)."""
-        payload = json.loads(pathlib.Path(os.fspath(path)).read_text(encoding="utf-8"))
-        payload["values"] = {m: {k: np.asarray(v, np.float64) for k, v in d.items()}
-                             for m, d in payload["values"].items()}
-        payload["classes"] = {m: np.asarray(c, np.int64) for m, c in payload["classes"].items()}
-        return cls(**payload)
+        def read(path):
+            payload = json.loads(path.read_text(encoding="utf-8"))
+            payload["values"] = {m: {k: np.asarray(v, np.float64) for k, v in d.items()}
+                                 for m, d in payload["values"].items()}
+            payload["classes"] = {m: np.asarray(c, np.int64) for m, c in payload["classes"].items()}
+            return cls(**payload)
+
+        return read_saved(path, read, what="an evaluation table (.json)", writer="EvaluationTable.to_json()")
 
     def plot(self, *, view: str = "summary", ncols: int = 4, figsize=None, save=None):
         """A figure of the table: ``view="summary"`` (default) one panel per metric

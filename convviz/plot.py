@@ -275,6 +275,11 @@ def activations(
     >>> len(fig.axes)
     1
     """
+    if not isinstance(acts, Mapping):
+        raise InputError(
+            f"plot.activations draws {{layer name: (N, H, W, C) array}}, such as what "
+            f"convviz.activations returns; got {type(acts).__name__}."
+        )
     width, height = _figsize(figsize)
     ncols = check_positive_int(ncols, "ncols")
     if layers is None:

@@ -17,7 +17,8 @@ Other options mirror :func:`convviz.gallery`: ``:kinds:`` (any of
 ``gradcam_plusplus``, ``cam_methods``, the methods side by side, and every pixel
 attribution method, e.g. ``integrated_gradients``), ``:layers:``,
 ``:filter-layers:``, ``:filters:``, ``:filter-steps:``, ``:filter-parametrization:``, ``:max-channels:``,
-``:cam-layer:`` and ``:class-names:`` (comma-separated).
+``:cam-layer:``, ``:class-names:`` (comma-separated) and ``:output:`` (for a model with
+several outputs, the one explained: a name or an index).
 
 Each figure links to its PNG, so a wide one (``cam_methods``, an attribution method's)
 opens at full size.
@@ -62,6 +63,8 @@ import time
 
 from docutils import nodes
 from docutils.parsers.rst import Directive, directives
+
+from convviz._validation import output_argument
 
 __all__ = ["EvaluationDirective", "GalleryDirective", "setup"]
 
@@ -178,6 +181,7 @@ class GalleryDirective(_ConvvizDirective):
         "max-channels": directives.positive_int,
         "cam-layer": directives.unchanged,
         "class-names": directives.unchanged,
+        "output": directives.unchanged,
     }
 
     def _run(self, env):
@@ -195,6 +199,9 @@ class GalleryDirective(_ConvvizDirective):
         cam_layer = (self.options.get("cam-layer") or "").strip()
         if cam_layer:  # only when given, so that other directives keep their cache keys
             settings["cam_layer"] = cam_layer
+        output = output_argument(self.options.get("output"))
+        if output is not None:  # only when given, as cam_layer
+            settings["output"] = output
         if "filter-parametrization" in self.options:
             settings["filter_parametrization"] = self.options["filter-parametrization"]
         folder = self._cache_folder(env, [model, images, settings], model_files + image_files)

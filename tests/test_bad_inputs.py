@@ -1,9 +1,19 @@
-"""Bad and unusual input never escapes as a raw exception (issue 20): each case asserts
-the exact convviz exception type and a fragment of its message, and, for the command
-line, one ``convviz <command>: error: ...`` line, exit status 2 and nothing written.
+"""Bad and unusual input never escapes as a raw exception (issue 20).
 
-The corpus grows by rows: a case is a name, a callable that makes the bad call, the
-expected exception type and a message fragment.
+- ``CASES`` (files, output folders, models) and ``CORPUS`` (every public function:
+  images, models, outputs, layers, numbers, classes, methods and their options, files,
+  data streams): each row asserts the exact convviz exception type and a fragment of its
+  message;
+- ``CLI``: every command answers a user error with one ``convviz <command>: error: ...``
+  line, exit status 2, and nothing written;
+- valid but unusual input works: several outputs (``output=``), a variable input size,
+  half precision, ``.keras`` files with code when trusted; a model that overflows is an
+  error naming the first layer, never a NaN result; a backend failure names the shapes;
+- properties (hypothesis): any array is either a correct batch or a ConvvizError, and
+  is never modified; no public function modifies the arrays it is given.
+
+A case is one row: a name, a callable that makes the bad call, the expected exception
+type and a message fragment.
 """
 
 import functools
@@ -324,6 +334,8 @@ def _corpus() -> dict:
         "NaN pixels": (lambda tmp: np.full((32, 32, 3), np.nan), "NaN or infinite"),
         "a missing file": (lambda tmp: str(tmp / "missing.png"), "not found"),
         "a dict": (lambda tmp: {"image": img}, "Cannot read images from a dict (keys 'image')"),
+        "float64 pixels beyond float32's range": (lambda tmp: np.full((32, 32, 3), 1e39),
+                                                  "holds values up to 1e+39, beyond float32's range"),
     }
     for function, take in takers.items():
         for what, (make, fragment) in bad_images.items():
@@ -586,6 +598,26 @@ def _corpus() -> dict:
         m("two"), [two], tmp / "g", kinds=["gradcam"], output="height"), InputError, "has no output 'height'")
     add("gallery", "verbose as text", lambda tmp, blocker: gal(m(), [img], tmp / "g", verbose="yes"),
         InputError, "verbose must be")
+
+    # Saved results, data folders and figures.
+    add("Explanation.load", "a missing file", lambda tmp, blocker: convviz.Explanation.load(tmp / "maps.npz"),
+        InputError, "A saved explanation (.npz) file not found")
+    add("Explanation.load", "a text file", lambda tmp, blocker: convviz.Explanation.load(_text(tmp / "m.npz")),
+        InputError, "is not a saved explanation (.npz) file")
+    add("Explanation.load", "a folder", lambda tmp, blocker: convviz.Explanation.load(_folder(tmp / "m.npz")),
+        InputError, "is a folder, not a saved explanation (.npz) file")
+    add("EvaluationTable.load", "a missing file", lambda tmp, blocker: convviz.EvaluationTable.load(
+        tmp / "evaluation.json"), InputError, "An evaluation table (.json) file not found")
+    add("EvaluationTable.load", "a JSON file of something else", lambda tmp, blocker: convviz.EvaluationTable.load(
+        _bytes(tmp / "e.json", b'{"values": 3}')), InputError, "is not an evaluation table (.json) file")
+    add("data.load_datasets", "a missing folder", lambda tmp, blocker: convviz.data.load_datasets(
+        tmp / "nodata", image_size=(32, 32)), InputError, "does not exist. load_datasets expects")
+    add("data.make_offline_dataset", "no training images", lambda tmp, blocker: convviz.data.make_offline_dataset(
+        tmp / "o", n_train=0), InputError, "n_train must be a positive number of images per class, got 0")
+    add("plot.activations", "None", lambda tmp, blocker: convviz.plot.activations(None), InputError,
+        "plot.activations draws {layer name: (N, H, W, C) array}")
+    add("models.small_convnet", "an input too small", lambda tmp, blocker: convviz.models.small_convnet(
+        input_shape=(8, 8, 3)), InputError, "height and width >= 78")
 
     # Inspector.
     add("Inspector", "an unknown layer", lambda tmp, blocker: convviz.Inspector(m()).find_layer("conv"),
@@ -944,3 +976,90 @@ def test_a_mixed_precision_model_gives_float32_results_close_to_its_float32_twin
     assert maps.dtype == np.float32 and np.isfinite(maps).all()
     patterns = convviz.filters(mixed, "conv", filters=[0], steps=2, size=16, crop=0, verbose=False)
     assert np.isfinite(patterns.raw).all()
+
+
+# -- properties of the input normalisation ----------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+_DTYPES = st.sampled_from(["uint8", "uint16", "int8", "int32", "float16", "float32", "float64", "bool",
+                           "complex64"])
+
+
+@st.composite
+def _arrays(draw):
+    dtype = np.dtype(draw(_DTYPES))
+    shape = draw(hnp.array_shapes(min_dims=1, max_dims=5, min_side=0, max_side=6))
+    if dtype.kind == "f":
+        elements = st.floats(allow_nan=True, allow_infinity=True, width=8 * dtype.itemsize)
+    elif dtype.kind == "c":
+        elements = st.complex_numbers(max_magnitude=1e3, width=8 * dtype.itemsize)
+    else:
+        elements = None  # the dtype's whole range
+    return draw(hnp.arrays(dtype, shape, elements=elements))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(array=_arrays(), channels=st.sampled_from([None, 1, 3]),
+       size=st.sampled_from([None, (4, 5), (None, 3)]))
+def test_to_batch_gives_a_correct_batch_or_a_convviz_error(array, channels, size):
+    """Any shape, dtype and values: either a finite float32 (N, H, W, C) batch holding
+    the image's own values, or a ConvvizError; the array given is never modified."""
+    before = array.copy()
+    try:
+        batch = to_batch(array, channels=channels, size=size)
+    except ConvvizError:
+        np.testing.assert_array_equal(array, before)
+        return
+    np.testing.assert_array_equal(array, before)
+    assert batch.dtype == np.float32 and batch.ndim == 4 and np.isfinite(batch).all()
+    assert batch.shape[0] >= 1 and min(batch.shape[1:3]) >= 1
+    own = 1 if array.ndim == 2 else (3 if array.shape[-1] == 4 else array.shape[-1])  # RGBA loses alpha
+    assert batch.shape[-1] == (channels or own)
+    if size is not None:
+        assert batch.shape[1:3] == tuple(s or o for s, o in zip(size, batch.shape[1:3]))
+    elif channels is None and array.ndim in (3, 4) and array.shape[-1] in (1, 3):
+        # No resize, no channel change: the values themselves, as float32.
+        np.testing.assert_array_equal(batch, np.asarray(array, np.float32).reshape(batch.shape))
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(images=st.lists(_arrays(), min_size=1, max_size=3))
+def test_to_batch_of_a_list_gives_a_batch_or_a_convviz_error(images):
+    before = [a.copy() for a in images]
+    try:
+        batch = to_batch(images, size=(4, 4), channels=3)
+    except ConvvizError:
+        pass
+    else:
+        assert batch.shape[1:] == (4, 4, 3) and batch.dtype == np.float32 and np.isfinite(batch).all()
+    for a, b in zip(images, before):
+        np.testing.assert_array_equal(a, b)
+
+
+# -- the caller's arrays are never modified ---------------------------------------------------
+
+
+@pytest.mark.parametrize("function", [
+    "activations", "gradcam", "explain", "cam", "attribute", "sparsity", "evaluate", "gallery", "Inspector.prepare",
+])
+def test_no_function_modifies_the_arrays_it_is_given(function, tmp_path):
+    images = np.random.default_rng(4).integers(0, 256, (2, 32, 32, 3)).astype("float32")
+    before = images.copy()
+    m = _m()
+    {
+        "activations": lambda: convviz.activations(m, images),
+        "gradcam": lambda: convviz.gradcam(m, images),
+        "explain": lambda: convviz.explain(m, images, method="scorecam", layer="conv_b", verbose=False),
+        "cam": lambda: convviz.cam(m, images, method="gradcam_plusplus", upsample=True),
+        "attribute": lambda: convviz.attribute(m, images, method="integrated_gradients", steps=4, verbose=False),
+        "sparsity": lambda: convviz.sparsity(m, images, verbose=False),
+        "evaluate": lambda: convviz.evaluate(m, images, methods=["gradcam"], metrics=["deletion"],
+                                             metric_options={"deletion": {"steps": 4}}, verbose=False),
+        "gallery": lambda: convviz.gallery(m, images, tmp_path / "g", kinds=["activations", "gradcam"],
+                                           verbose=False),
+        "Inspector.prepare": lambda: convviz.Inspector(m).prepare(images),
+    }[function]()
+    np.testing.assert_array_equal(images, before)

@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from convviz import plot
+from convviz._files import read_saved
 from convviz._inputs import _resize
 from convviz._progress import Progress
 from convviz._validation import check_batch_size
@@ -226,13 +227,16 @@ class Explanation:
     def load(cls, path) -> Explanation:
         """Read an Explanation written by :meth:`save` (without its images), as the
         type that was saved (an :class:`~convviz.methods.Attributions` stays one)."""
-        with np.load(os.fspath(path), allow_pickle=False) as f:
-            meta = json.loads(str(f["meta"]))
-            extra = {k.split("/", 1)[1]: f[k] for k in f.files if k.startswith("extra/")}
-            result_type = _RESULT_TYPES.get(meta.get("result"), Explanation)
-            return result_type(f["maps"], f["class_index"], f["predictions"], meta["layer"], meta["method"],
-                               tuple(meta["input_size"]), options=meta["options"],
-                               **result_type._fields_from_arrays(extra))
+        def read(path):
+            with np.load(path, allow_pickle=False) as f:
+                meta = json.loads(str(f["meta"]))
+                extra = {k.split("/", 1)[1]: f[k] for k in f.files if k.startswith("extra/")}
+                result_type = _RESULT_TYPES.get(meta.get("result"), Explanation)
+                return result_type(f["maps"], f["class_index"], f["predictions"], meta["layer"], meta["method"],
+                                   tuple(meta["input_size"]), options=meta["options"],
+                                   **result_type._fields_from_arrays(extra))
+
+        return read_saved(path, read, what="a saved explanation (.npz)", writer="Explanation.save()")
 
     def _extra_arrays(self) -> dict:
         """Arrays a subclass saves besides the maps (``{name: array}``)."""
