@@ -38,7 +38,7 @@ from convviz._validation import check_batch_size, check_positive_int, check_verb
 from convviz.errors import InputError, closest
 from convviz.inspector import Inspector
 from convviz.methods import get_method, method_names
-from convviz.methods.core import create, method_options
+from convviz.methods.core import create, option_names
 from convviz.sources import load_images, open_inputs, unique_names
 
 __all__ = [
@@ -653,7 +653,7 @@ def _open(model, images):
 def _explainer(name: str, inspector: Inspector, options: dict, verbose: int):
     cls = get_method(name)
     options = dict(options)
-    if "verbose" in method_options(cls):
+    if "verbose" in option_names(cls):
         options.setdefault("verbose", verbose)
     return create(cls, inspector, what=f"method_options[{name!r}]", **options)
 

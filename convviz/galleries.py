@@ -32,7 +32,7 @@ from convviz.evaluation import (
 from convviz.filter_patterns import filters as find_patterns
 from convviz.inspector import Inspector
 from convviz.methods import LayerMethod, get_method, method_names
-from convviz.methods.core import class_name, class_probability, method_options
+from convviz.methods.core import class_name, class_probability, option_names
 from convviz.parametrizations import PARAMETRIZATIONS
 from convviz.sources import (
     BUILTIN_MODELS,
@@ -572,7 +572,7 @@ class _Explanations:
         if method not in self.done:
             cls = get_method(method)
             # A method's own bar shows its perturbed inputs (masked images, interpolation steps...).
-            options = {"verbose": self.verbose} if "verbose" in method_options(cls) else {}
+            options = {"verbose": self.verbose} if "verbose" in option_names(cls) else {}
             if self.layer is not None and issubclass(
                 cls, LayerMethod
             ):  # attributions take no layer

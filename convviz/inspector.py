@@ -409,7 +409,7 @@ class Inspector:
             if found is None:
                 where = "Every layer's output is finite; computing them from those outputs overflowed float32."
             elif found is False:  # an image the whole model cannot take
-                where = "The model's layers overflowed float32 on it."
+                where = "(The whole model cannot take an image of this size, so no layer is named.)"
             else:
                 where = f"The first layer whose output is not finite is {found[0]!r} ({found[1]})."
             raise NonFiniteError(

@@ -29,7 +29,7 @@ from convviz.inspector import Inspector
 
 __all__ = [
     "RESERVED", "Explanation", "LayerMethod", "Method", "chosen_class", "class_name", "class_objective",
-    "class_probability", "class_weights", "create", "get_method", "method_names", "method_options", "probabilities",
+    "class_probability", "class_weights", "create", "get_method", "method_names", "option_names", "probabilities",
     "register", "upsample",
 ]
 
@@ -96,11 +96,11 @@ def get_method(name) -> type[Method]:
     )
 
 
-def method_options(cls: type[Method]) -> list[str]:
+def option_names(cls: type[Method]) -> list[str]:
     """The keyword options a method's constructor takes (its own and those of the bases
     it passes ``**kwargs`` on to).
 
-    >>> method_options(get_method("gradcam_plusplus"))
+    >>> option_names(get_method("gradcam_plusplus"))
     ['eps', 'layer', 'logits', 'batch_size', 'output']
     """
     import inspect
@@ -121,7 +121,7 @@ def create(cls: type[Method], model, *, what: str = "", **options) -> Method:
     """``cls(model, **options)``, with an option the method does not take reported as
     an :class:`~convviz.errors.InputError` that lists the ones it does (``what`` names
     where the options came from, e.g. ``method_options['gradcam']``)."""
-    accepted = method_options(cls)
+    accepted = option_names(cls)
     unknown = [name for name in options if name not in accepted]
     if unknown:
         hint = closest(unknown[0], accepted)
