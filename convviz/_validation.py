@@ -19,7 +19,8 @@ import warnings
 from convviz.errors import InputError
 
 __all__ = [
-    "check_batch_size", "check_image_size", "check_positive_int", "check_verbose",
+    "check_batch_size", "check_choice", "check_fraction", "check_image_size", "check_positive_int", "check_seed",
+    "check_verbose",
     "keyword_only", "output_argument", "physical_memory", "renamed",
 ]
 
@@ -68,6 +69,51 @@ def check_positive_number(value, name: str) -> float:
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
         raise InputError(f"{name} must be a positive number, got {value!r}.")
+    return float(value)
+
+
+def check_choice(value, name: str, options) -> str:
+    """``value`` when it is one of ``options`` (strings), else InputError naming them.
+
+    >>> check_choice("fft", "parametrization", ("pixel", "fft"))
+    'fft'
+    >>> check_choice("max", "objective", ("channel", "neuron"))
+    Traceback (most recent call last):
+    ...
+    convviz.errors.InputError: objective must be one of 'channel', 'neuron'; got 'max'.
+    """
+    if not isinstance(value, str) or value not in options:
+        raise InputError(f"{name} must be one of {', '.join(map(repr, options))}; got {value!r}.")
+    return value
+
+
+def check_seed(value, name: str = "seed", *, allow_none: bool = False) -> int | None:
+    """``value`` as an int when it is a whole number >= 0 (not a bool), or None where
+    ``allow_none`` (a fresh random seed), else InputError.
+
+    >>> check_seed(0)
+    0
+    >>> check_seed("x", allow_none=True)
+    Traceback (most recent call last):
+    ...
+    convviz.errors.InputError: seed must be an integer >= 0 or None, got 'x'.
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise InputError(f"{name} must be an integer >= 0{' or None' if allow_none else ''}, got {value!r}.")
+    return int(value)
+
+
+def check_fraction(value, name: str) -> float:
+    """``value`` as a float when it is a real number strictly between 0 and 1, else
+    InputError.
+
+    >>> check_fraction(0.95, "confidence")
+    0.95
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
+        raise InputError(f"{name} must be a number between 0 and 1, got {value!r}.")
     return float(value)
 
 

@@ -20,7 +20,6 @@ import csv
 import io
 import json
 import math
-import numbers
 import os
 import pathlib
 import sys
@@ -34,7 +33,13 @@ import numpy as np
 from convviz import _html, plot
 from convviz import metrics as _metrics
 from convviz._files import build_atomically, check_out_dir, read_saved
-from convviz._validation import check_batch_size, check_positive_int, check_verbose
+from convviz._validation import (
+    check_batch_size,
+    check_fraction,
+    check_positive_int,
+    check_seed,
+    check_verbose,
+)
 from convviz.errors import InputError, closest
 from convviz.inspector import Inspector
 from convviz.methods import get_method, method_names
@@ -347,8 +352,7 @@ class EvaluationTable:
         >>> round(row.mean, 3), row.low >= 0.1, row.high <= 0.3
         (0.2, True, True)
         """
-        if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real) or not 0 < confidence < 1:
-            raise InputError(f"confidence must be a number between 0 and 1, got {confidence!r}.")
+        check_fraction(confidence, "confidence")
         n = len(self.image_names)
         draws = np.random.default_rng(self.seed).integers(0, n, size=(self.bootstrap, n))
         tail = (1 - confidence) / 2 * 100
@@ -624,12 +628,6 @@ def _same(a, b) -> bool:
         return a is b
 
 
-def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise InputError(f"seed must be an integer >= 0, got {seed!r}.")
-    return int(seed)
-
-
 def _check_boxes(boxes, n: int):
     if boxes is None:
         return None
@@ -796,7 +794,7 @@ def evaluate(model, images, *, methods: Sequence[str] | str = ("gradcam",), metr
     chosen = _check_metrics(metrics, boxes=boxes is not None)
     method_options = _check_options(method_options, names, method_names(), "method_options")
     computations = _computations(chosen, metric_options)
-    seed, bootstrap = _check_seed(seed), check_positive_int(bootstrap, "bootstrap")
+    seed, bootstrap = check_seed(seed), check_positive_int(bootstrap, "bootstrap")
     batch_size = check_batch_size(batch_size, allow_none=True)
     inspector, batch, default_names = _open(model, images)
     inspector = inspector.for_output(output)

@@ -41,8 +41,10 @@ from convviz._feature_ascent import normalize_gradient  # re-exported: the chapt
 from convviz._progress import Progress
 from convviz._validation import (
     check_batch_size,
+    check_choice,
     check_image_size,
     check_positive_int,
+    check_seed,
     check_verbose,
     keyword_only,
 )
@@ -302,7 +304,7 @@ def filters(
     inspector = Inspector.of(model)
     info = inspector.find_layer(layer)
     _check_feature_map(info)
-    objective = _choice(objective, "objective", ("channel", "neuron"))
+    objective = check_choice(objective, "objective", ("channel", "neuron"))
     check_positive_int(images_per_filter, "images_per_filter")  # checked as images_per_target below
     options = _resolve(
         parametrization=parametrization,
@@ -410,7 +412,7 @@ class _Options:
 def _resolve(**given) -> _Options:
     """Check the options shared by :func:`filters` and :func:`convviz.visualize` and
     fill in the defaults that depend on the parametrisation."""
-    p = _choice(given["parametrization"], "parametrization", PARAMETRIZATIONS)
+    p = check_choice(given["parametrization"], "parametrization", PARAMETRIZATIONS)
     steps = given["steps"]
     rate = given["learning_rate"]
     crop = given["crop"]
@@ -805,19 +807,11 @@ def _pixel_range(pixel_range) -> tuple[float, float]:
 def _entropy(seed) -> int:
     if seed is None:
         return int(np.random.SeedSequence().entropy)
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InputError(f"seed must be a non-negative integer or None; got {seed!r}.")
-    return int(seed)
-
-
-def _choice(value, name: str, options) -> str:
-    if not isinstance(value, str) or value not in options:
-        raise InputError(f"{name} must be one of {', '.join(map(repr, options))}; got {value!r}.")
-    return value
+    return check_seed(seed, allow_none=True)
 
 
 def _transforms(value, parametrization: str) -> str:
     if value is None:
         return "none"
-    value = _choice(value, "transforms", ("auto", "standard", "crops", "none"))
+    value = check_choice(value, "transforms", ("auto", "standard", "crops", "none"))
     return _AUTO_TRANSFORMS[parametrization] if value == "auto" else value

@@ -34,7 +34,7 @@ import numpy as np
 
 from convviz import plot
 from convviz._inputs import _resize
-from convviz._validation import check_positive_int, check_verbose
+from convviz._validation import check_choice, check_fraction, check_positive_int, check_verbose
 from convviz.errors import InputError
 from convviz.inspector import Inspector
 from convviz.methods import get_method
@@ -60,8 +60,7 @@ class _Scorer(Method, register=False):
     """The model's class scores for many inputs (compiled, chunked, lazily built)."""
 
     def __init__(self, model, *, score: str = "probability", batch_size: int | None = None, verbose=True):
-        if score not in SCORES:
-            raise InputError(f"score must be one of {SCORES}, got {score!r}.")
+        check_choice(score, "score", SCORES)
         super().__init__(model, logits=True, batch_size=batch_size)
         self.score = score
         self.verbose = check_verbose(verbose)
@@ -147,12 +146,6 @@ def spearman(a, b) -> float:
     ra, rb = ra - ra.mean(), rb - rb.mean()
     denominator = np.sqrt((ra * ra).sum() * (rb * rb).sum())
     return float((ra * rb).sum() / denominator) if denominator > 0 else 0.0
-
-
-def _positive_fraction(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
-        raise InputError(f"{name} must be a number between 0 and 1, got {value!r}.")
-    return float(value)
 
 
 # --------------------------------------------------------------------------- #
@@ -375,7 +368,7 @@ def mufidelity(model, images, maps, *, class_index=None, grid: int = 9, subset_p
     (2,)
     """
     grid, samples = check_positive_int(grid, "grid"), check_positive_int(samples, "samples")
-    subset_percent = _positive_fraction(subset_percent, "subset_percent")
+    subset_percent = check_fraction(subset_percent, "subset_percent")
     scorer, batch, maps, classes, original = _prepare(model, images, maps, class_index, score, batch_size, verbose)
     n = len(batch)
     keep = grid_masks(samples, grid=grid, size=batch.shape[1:3], subset_percent=subset_percent, seed=seed)

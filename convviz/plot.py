@@ -29,7 +29,13 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from convviz._inputs import _resize, to_batch
-from convviz._validation import _warn_deprecated, check_positive_int, keyword_only, renamed
+from convviz._validation import (
+    _warn_deprecated,
+    check_choice,
+    check_positive_int,
+    keyword_only,
+    renamed,
+)
 from convviz.errors import InputError
 
 __all__ = [
@@ -593,8 +599,7 @@ def aggregate_channels(maps, how: str = "sum") -> np.ndarray:
     >>> [float(aggregate_channels(maps, h)[0, 0, 0]) for h in ("sum", "abs_sum", "max_abs")]
     [-1.5, 4.5, 3.0]
     """
-    if not isinstance(how, str) or how not in _AGGREGATIONS:
-        raise InputError(f"aggregate must be one of {', '.join(map(repr, _AGGREGATIONS))}; got {how!r}.")
+    check_choice(how, "aggregate", _AGGREGATIONS)
     maps = np.asarray(maps)
     if maps.ndim == 3:
         return maps.astype(np.float32)

@@ -31,7 +31,7 @@ import numpy as np
 
 from convviz._cache import keras_cache_dir
 from convviz._files import build_atomically, refuse_existing
-from convviz._validation import keyword_only
+from convviz._validation import check_choice, keyword_only
 from convviz.errors import InputError
 
 __all__ = [
@@ -374,8 +374,7 @@ def load_boxes(base_dir, split: str) -> dict[str, BoundingBox]:
     >>> boxes["circle.750.jpg"]  # doctest: +SKIP
     BoundingBox(label='circle', x0=23, y0=97, x1=74, y1=148)
     """
-    if split not in SPLITS:
-        raise InputError(f"split must be one of {SPLITS}, got {split!r}.")
+    check_choice(split, "split", SPLITS)
     path = pathlib.Path(base_dir) / split / _BOXES
     if not path.is_file():
         raise InputError(

@@ -507,7 +507,7 @@ def _corpus() -> dict:
         m(), "conv_a", filters=1, steps=1, pixel_range=(255, 0)), InputError,
         "pixel_range must be (low, high) with low < high")
     add("filters", "a seed as text", lambda tmp, blocker: fil(m(), "conv_a", filters=1, steps=1, seed="x"),
-        InputError, "seed must be a non-negative integer or None; got 'x'")
+        InputError, "seed must be an integer >= 0 or None, got 'x'")
     add("filters", "an unknown transform set", lambda tmp, blocker: fil(
         m(), "conv_a", filters=1, steps=1, parametrization="fft", transforms="wobble"), InputError,
         "transforms must be one of 'auto', 'standard', 'crops', 'none'; got 'wobble'")
@@ -618,6 +618,24 @@ def _corpus() -> dict:
         "plot.activations draws {layer name: (N, H, W, C) array}")
     add("models.small_convnet", "an input too small", lambda tmp, blocker: convviz.models.small_convnet(
         input_shape=(8, 8, 3)), InputError, "height and width >= 78")
+
+    # The shared checks, where each is used.
+    add("attribute", "a SmoothGrad seed as text", lambda tmp, blocker: convviz.attribute(
+        m(), img, method="smoothgrad", seed="x"), InputError, "seed must be an integer >= 0, got 'x'")
+    add("attribute", "zero SmoothGrad samples", lambda tmp, blocker: convviz.attribute(
+        m(), img, method="smoothgrad", samples=0), InputError, "samples must be a positive integer, got 0")
+    add("metrics.deletion_insertion", "an unknown score", lambda tmp, blocker: convviz.metrics.deletion_insertion(
+        m(), img, np.ones((1, 4, 4)), score="odds"), InputError, "score must be one of 'probability'")
+    add("metrics.mufidelity", "a subset of the whole image", lambda tmp, blocker: convviz.metrics.mufidelity(
+        m(), img, np.ones((1, 4, 4)), subset_percent=1.0), InputError,
+        "subset_percent must be a number between 0 and 1, got 1.0")
+    add("EvaluationTable.summary", "a confidence of 95", lambda tmp, blocker: convviz.evaluate(
+        m(), img, methods=["saliency"], metrics=["average_drop"], verbose=False).summary(confidence=95),
+        InputError, "confidence must be a number between 0 and 1, got 95")
+    add("plot.aggregate_channels", "an unknown aggregation", lambda tmp, blocker: convviz.plot.aggregate_channels(
+        np.ones((1, 4, 4, 3)), "mean"), InputError, "aggregate must be one of 'sum', 'abs_sum', 'max_abs'; got 'mean'")
+    add("shapes.load_boxes", "an unknown split", lambda tmp, blocker: convviz.shapes.load_boxes(
+        tmp, "holdout"), InputError, "split must be one of")
 
     # Inspector.
     add("Inspector", "an unknown layer", lambda tmp, blocker: convviz.Inspector(m()).find_layer("conv"),

@@ -7,6 +7,7 @@ import numbers
 
 import numpy as np
 
+from convviz._validation import check_positive_int, check_seed
 from convviz.errors import InputError
 from convviz.methods.attribution import Attribution
 from convviz.methods.cam import LazyBatch
@@ -43,15 +44,12 @@ class SmoothGrad(Attribution):
     def __init__(self, model, *, samples: int = 50, noise: float = 0.15, squared: bool = False, seed: int = 0,
                  **kwargs):
         super().__init__(model, **kwargs)
-        if isinstance(samples, bool) or not isinstance(samples, numbers.Integral) or samples < 1:
-            raise InputError(f"samples must be a positive integer, got {samples!r}.")
+        check_positive_int(samples, "samples")
         if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or not 0 <= noise < math.inf:
             raise InputError(f"noise must be a number >= 0, got {noise!r}.")
         if not isinstance(squared, (bool, np.bool_)):
             raise InputError(f"squared must be True or False, got {squared!r}.")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-            raise InputError(f"seed must be an integer >= 0, got {seed!r}.")
-        self.samples, self.noise, self.squared, self.seed = int(samples), float(noise), bool(squared), int(seed)
+        self.samples, self.noise, self.squared, self.seed = int(samples), float(noise), bool(squared), check_seed(seed)
 
     def options(self) -> dict:
         return {**super().options(), "samples": self.samples, "noise": self.noise, "squared": self.squared,
