@@ -69,7 +69,8 @@ def tests(session, backend):
         _install_tf_keras_vis(session)
     # The docstring examples run too (--doctest-modules on the package), unless
     # `nox -s tests -- ARGS` picks what to run.
-    args = session.posargs or [*WORKERS, "--doctest-modules", "convviz", "tests"]
+    # --durations: the slowest tests in the log, to see where the session's time goes.
+    args = session.posargs or [*WORKERS, "--durations=15", "--doctest-modules", "convviz", "tests"]
     session.run(
         "python", "-m", "pytest", "-q", "-ra", *args,
         env={"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"},
