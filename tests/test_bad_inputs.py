@@ -277,7 +277,6 @@ def test_sparsity_of_a_model_with_a_variable_input_size_equals_the_fixed_size_mo
 # Models are built once per module (they are only read); each call is one bad input.
 
 
-
 @functools.cache
 def _m(kind="tiny"):
     """Small models, built once: ``tiny`` (softmax, 32 x 32), ``two`` (two outputs),
