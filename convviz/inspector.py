@@ -298,7 +298,8 @@ class Inspector:
                 return self
             raise ModelStructureError(
                 f"Model {self.model.name!r} has {len(items)} outputs ({listing}); choose the "
-                f"one to explain with output= (a name or an index), e.g. output={names[0]!r}."
+                f"one to explain with output= (a name or an index), e.g. output={names[0]!r}, "
+                f"or pass convviz.Inspector(model).for_output({names[0]!r}) as the model."
             )
         if isinstance(output, str):
             if output not in names:
