@@ -85,18 +85,12 @@ def inference_function(model: keras.Model) -> Callable:
             batch = [np.asarray(b, dtype=np.float32) for b in batch]
         else:
             batch = np.asarray(batch, dtype=np.float32)
-        outputs = [_float32(np.asarray(t)) for t in call(batch)]
+        outputs = [np.asarray(t) for t in call(batch)]
         for a in outputs:
             a.flags.writeable = False  # already so for TensorFlow and JAX; alike everywhere
         return outputs
 
     return run
-
-
-def _float32(a: np.ndarray) -> np.ndarray:
-    """A mixed-precision model's float16 or bfloat16 output as float32 (exact): numpy and
-    matplotlib do not know bfloat16, and every convviz result is float32."""
-    return a.astype(np.float32) if a.dtype.name in ("float16", "bfloat16") else a
 
 
 def _boundary(model: keras.Model):
@@ -161,8 +155,9 @@ def _run_error(model: keras.Model, args, err: Exception) -> ModelRunError:
 
 
 def _full_precision(outputs):
-    """A mixed-precision model's float16/bfloat16 outputs cast to float32, so objectives
-    (written in float32, with float32 constants) see one dtype on every backend."""
+    """A mixed-precision model's float16/bfloat16 outputs cast to float32 (exactly), inside
+    every compiled call: objectives (written in float32) see one dtype on every backend,
+    and results are float32 numpy arrays (numpy does not know bfloat16)."""
     return keras.tree.map_structure(
         lambda t: keras.ops.cast(t, "float32")
         if keras.backend.standardize_dtype(t.dtype) in ("float16", "bfloat16") else t,
@@ -175,7 +170,7 @@ def _tensorflow_inference(model):
 
     @tf.function(reduce_retracing=True)
     def call(x):
-        return keras.tree.flatten(model(x, training=False))
+        return keras.tree.flatten(_full_precision(model(x, training=False)))
 
     # np.asarray on the results shares their memory (EagerTensor.numpy() would copy).
     return lambda batch: call(keras.tree.map_structure(tf.convert_to_tensor, batch))
@@ -201,7 +196,7 @@ def _jax_inference(model):
 
     def call(trainable, non_trainable, x):
         outputs, _ = model.stateless_call(trainable, non_trainable, x, training=False)
-        return keras.tree.flatten(outputs)
+        return keras.tree.flatten(_full_precision(outputs))
 
     executables: dict = {}  # input shape -> compiled program
     chosen: list = []  # the compiler options picked on the first call
@@ -244,9 +239,7 @@ def _torch_inference(model):
     def call(batch):
         with torch.no_grad():
             outputs = model(keras.tree.map_structure(keras.ops.convert_to_tensor, batch), training=False)
-        # numpy has no bfloat16: such outputs become float32 here (exact).
-        return [t.detach().cpu().float() if t.dtype == torch.bfloat16 else t.detach().cpu()
-                for t in keras.tree.flatten(outputs)]
+        return [t.detach().cpu() for t in keras.tree.flatten(_full_precision(outputs))]
 
     return call
 
