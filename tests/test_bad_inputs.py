@@ -683,6 +683,12 @@ def test_corpus(name, tmp_path, blocker):
 # saved tiny model ("model"), two images ("images"), a file ("blocker"), a Lambda model
 # ("lambda"), a two-output model ("two") and its image ("two_image").
 
+def _usual(command, out, *extra):
+    """``argv(tmp, files)`` for ``COMMAND MODEL IMAGE... --out tmp/OUT EXTRA...`` with the
+    tiny model and its two images: what most rows change is only the last words."""
+    return lambda tmp, f: [command, f["model"], *f["images"], "--out", str(tmp / out), *extra]
+
+
 CLI = {
     "gallery: a missing model file": (
         lambda tmp, f: ["gallery", str(tmp / "nope.keras"), *f["images"], "--out", str(tmp / "g")],
@@ -694,25 +700,24 @@ CLI = {
         lambda tmp, f: ["gallery", f["model"], str(tmp / "nope.png"), "--out", str(tmp / "g")],
         "Image file not found"),
     "gallery: an unknown figure kind": (
-        lambda tmp, f: ["gallery", f["model"], *f["images"], "--out", str(tmp / "g"), "--kinds", "heat"],
+        _usual("gallery", "g", "--kinds", "heat"),
         "Unknown figure kind(s) ['heat']"),
     "gallery: zero filters": (
-        lambda tmp, f: ["gallery", f["model"], *f["images"], "--out", str(tmp / "g"), "--filters", "0"],
+        _usual("gallery", "g", "--filters", "0"),
         "filters must be a positive integer"),
     "gallery: filters as text": (
-        lambda tmp, f: ["gallery", f["model"], *f["images"], "--out", str(tmp / "g"), "--filters", "many"],
+        _usual("gallery", "g", "--filters", "many"),
         "argument --filters: invalid int value: 'many'"),
     "gallery: zero channels per grid": (
-        lambda tmp, f: ["gallery", f["model"], *f["images"], "--out", str(tmp / "g"), "--max-channels", "0"],
+        _usual("gallery", "g", "--max-channels", "0"),
         "max_channels must be a positive integer"),
     "gallery: an unknown parametrization": (
-        lambda tmp, f: ["gallery", f["model"], *f["images"], "--out", str(tmp / "g"),
-                        "--filter-parametrization", "wavelet"], "invalid choice: 'wavelet'"),
+        _usual("gallery", "g", "--filter-parametrization", "wavelet"), "invalid choice: 'wavelet'"),
     "gallery: an unknown CAM layer": (
-        lambda tmp, f: ["gallery", f["model"], *f["images"], "--out", str(tmp / "g"), "--cam-layer", "conv_z"],
+        _usual("gallery", "g", "--cam-layer", "conv_z"),
         "No layer named 'conv_z'"),
     "gallery: an unknown layer": (
-        lambda tmp, f: ["gallery", f["model"], *f["images"], "--out", str(tmp / "g"), "--layers", "conv_a,conv_z"],
+        _usual("gallery", "g", "--layers", "conv_a,conv_z"),
         "No layer named 'conv_z'"),
     "gallery: a Lambda model without --no-safe-mode": (
         lambda tmp, f: ["gallery", f["lambda"], *f["images"], "--out", str(tmp / "g")],
@@ -726,25 +731,24 @@ CLI = {
     "gallery: no --out": (
         lambda tmp, f: ["gallery", f["model"], *f["images"]], "the following arguments are required: --out"),
     "explain: a figure with an unknown extension": (
-        lambda tmp, f: ["explain", f["model"], *f["images"], "--out", str(tmp / "cat.heic")],
+        _usual("explain", "cat.heic"),
         "the figure's format comes from its extension"),
     "explain: an unknown method": (
-        lambda tmp, f: ["explain", f["model"], *f["images"], "--out", str(tmp / "c.png"), "--method", "gradkam"],
+        _usual("explain", "c.png", "--method", "gradkam"),
         "invalid choice: 'gradkam'"),
     "explain: a layer for an attribution method": (
-        lambda tmp, f: ["explain", f["model"], *f["images"], "--out", str(tmp / "c.png"), "--method", "saliency",
-                        "--layer", "conv_a"], "--layer: saliency attributes the input pixels"),
+        _usual("explain", "c.png", "--method", "saliency", "--layer", "conv_a"), "--layer: saliency attributes the input pixels"),
     "explain: a view for a CAM method": (
-        lambda tmp, f: ["explain", f["model"], *f["images"], "--out", str(tmp / "c.png"), "--view", "signed"],
+        _usual("explain", "c.png", "--view", "signed"),
         "--view draws pixel attributions"),
     "explain: a class as text": (
-        lambda tmp, f: ["explain", f["model"], *f["images"], "--out", str(tmp / "c.png"), "--class-index", "cat"],
+        _usual("explain", "c.png", "--class-index", "cat"),
         "--class-index takes integers, got 'cat'"),
     "explain: a class out of range": (
-        lambda tmp, f: ["explain", f["model"], *f["images"], "--out", str(tmp / "c.png"), "--class-index", "7"],
+        _usual("explain", "c.png", "--class-index", "7"),
         "out of range: expected 0..2"),
     "explain: an unknown layer": (
-        lambda tmp, f: ["explain", f["model"], *f["images"], "--out", str(tmp / "c.png"), "--layer", "conv_z"],
+        _usual("explain", "c.png", "--layer", "conv_z"),
         "No layer named 'conv_z'"),
     "explain: a figure inside a file": (
         lambda tmp, f: ["explain", f["model"], *f["images"], "--out", str(pathlib.Path(f["blocker"]) / "c.png")],
@@ -761,10 +765,10 @@ CLI = {
         lambda tmp, f: ["explain", f["lambda"], *f["images"], "--out", str(tmp / "c.png")],
         "Keras refuses to load"),
     "evaluate: an unknown metric": (
-        lambda tmp, f: ["evaluate", f["model"], *f["images"], "--out", str(tmp / "e"), "--metrics", "delition"],
+        _usual("evaluate", "e", "--metrics", "delition"),
         "did you mean 'deletion'"),
     "evaluate: an unknown method": (
-        lambda tmp, f: ["evaluate", f["model"], *f["images"], "--out", str(tmp / "e"), "--methods", "gradkam"],
+        _usual("evaluate", "e", "--methods", "gradkam"),
         "Unknown explanation method 'gradkam'"),
     "evaluate: a missing boxes file": (
         lambda tmp, f: ["evaluate", f["model"], *f["images"], "--out", str(tmp / "e"),
@@ -776,19 +780,16 @@ CLI = {
         lambda tmp, f: ["evaluate", f["model"], *f["images"], "--out", str(tmp / "e"),
                         "--boxes", str(_bytes(tmp / "boxes.json", b"[[0, 0, 8, 8]]"))], "box"),
     "evaluate: a method option without a value": (
-        lambda tmp, f: ["evaluate", f["model"], *f["images"], "--out", str(tmp / "e"),
-                        "--method-option", "occlusion.stride"], "--method-option"),
+        _usual("evaluate", "e", "--method-option", "occlusion.stride"), "--method-option"),
     "evaluate: an option a method does not take": (
-        lambda tmp, f: ["evaluate", f["model"], *f["images"], "--out", str(tmp / "e"),
-                        "--method-option", "gradcam.eps=1"], "Grad-CAM takes no option 'eps'"),
+        _usual("evaluate", "e", "--method-option", "gradcam.eps=1"), "Grad-CAM takes no option 'eps'"),
     "evaluate: a metric option for an unknown metric": (
-        lambda tmp, f: ["evaluate", f["model"], *f["images"], "--out", str(tmp / "e"),
-                        "--metric-option", "delition.steps=3"], "delition"),
+        _usual("evaluate", "e", "--metric-option", "delition.steps=3"), "delition"),
     "evaluate: zero bootstrap resamples": (
-        lambda tmp, f: ["evaluate", f["model"], *f["images"], "--out", str(tmp / "e"), "--bootstrap", "0"],
+        _usual("evaluate", "e", "--bootstrap", "0"),
         "bootstrap must be a positive integer"),
     "evaluate: an unknown CAM layer": (
-        lambda tmp, f: ["evaluate", f["model"], *f["images"], "--out", str(tmp / "e"), "--cam-layer", "conv_z"],
+        _usual("evaluate", "e", "--cam-layer", "conv_z"),
         "No layer named 'conv_z'"),
     "evaluate: an output folder inside a file": (
         lambda tmp, f: ["evaluate", f["model"], *f["images"], "--out", str(pathlib.Path(f["blocker"]) / "e")],
