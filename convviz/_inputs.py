@@ -72,7 +72,7 @@ def _backend_to_numpy(obj) -> np.ndarray:
     if hasattr(obj, "detach") and hasattr(obj, "cpu"):  # torch.Tensor
         obj = obj.detach().cpu()
         if getattr(obj, "is_floating_point", lambda: False)() and obj.element_size() < 4:
-            obj = obj.float()  # numpy has no bfloat16: .numpy() refuses it (float16 too, alike)
+            obj = obj.float()  # numpy has no bfloat16 (.numpy() refuses it); float16 goes the same way
         return obj.numpy()
     if hasattr(obj, "numpy") and callable(obj.numpy):  # tf.Tensor
         return np.asarray(obj.numpy())

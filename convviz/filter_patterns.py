@@ -805,9 +805,8 @@ def _pixel_range(pixel_range) -> tuple[float, float]:
 
 
 def _entropy(seed) -> int:
-    if seed is None:
-        return int(np.random.SeedSequence().entropy)
-    return check_seed(seed, allow_none=True)
+    seed = check_seed(seed, allow_none=True)
+    return int(np.random.SeedSequence().entropy) if seed is None else seed
 
 
 def _transforms(value, parametrization: str) -> str:
