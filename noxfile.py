@@ -60,7 +60,11 @@ def _install_tf_keras_vis(session):
 def tests(session, backend):
     """Run the test suite on one Keras backend."""
     # docs: sphinx, for the convviz.sphinxext tests.
-    session.install("-e", f".[{backend},test,lite0,docs]")
+    # datasets: zarr and pyarrow for convviz.explain_dataset; grain, one more data kind
+    # tests/test_datasets.py reads; Ray (the ray extra) in the TensorFlow session only,
+    # where its slow test runs.
+    extras = "datasets,ray" if backend == "tensorflow" else "datasets"
+    session.install("-e", f".[{backend},test,lite0,docs,{extras}]", "grain==0.2.18")
     session.install("--no-deps", *HUB)
     session.install(*HUB_DEPS)
     if backend == "torch":
@@ -99,7 +103,7 @@ def tests_oldest(session):
     # One pip call, so the resolver picks a tensorflow-cpu that accepts this Keras:
     # tensorflow-cpu 2.20 asks for keras>=3.10 and 2.21 for keras>=3.12, so keras 3.8
     # comes with tensorflow-cpu 2.19. docs: sphinx, for the convviz.sphinxext tests.
-    session.install("-e", ".[tensorflow,test,lite0,docs]", f"keras=={keras_pin}")
+    session.install("-e", ".[tensorflow,test,lite0,docs,datasets]", f"keras=={keras_pin}")
     # No keras-hub: keras-hub 0.32.0 (the `tests` sessions' pin) requires keras>=3.15,
     # and keras-hub 0.21 (the hub extra's floor) needs tensorflow-text, i.e. the full
     # tensorflow wheel. Its tests skip.

@@ -21,6 +21,10 @@ Xception (weights=None, 299 x 299), each compared with a plain compiled forward 
 - ``metrics``: deletion+insertion of 16 photos' Grad-CAM maps on EfficientNet-Lite0 vs
   its (2 x steps - 1) x 16 forward passes (<= 1.1x), MuFidelity per image; on PyTorch,
   side by side with torchcam's DeletionInsertionMetric (see ``metrics.py``);
+- ``streaming``: Grad-CAM of 2,000 images (small convnet, batches of 32) streamed to
+  disk by ``convviz.explain_dataset`` vs the forward pass over the same stream
+  (<= 1.3x), its peak memory for 2,000 images vs 64 (<= 1.2x), and on JAX two virtual
+  devices vs one (see ``streaming.py``);
 - ``filters``: 64 filters of Xception's ``block3_sepconv1`` at 200 x 200, timed over
   10 steps, per filter-step vs the compiled forward+backward floor (<= 1.15x) and vs
   the textbook one-filter-at-a-time compiled loop (no slower).
@@ -55,10 +59,11 @@ import gradcam
 import keras
 import metrics
 import sparsity
+import streaming
 from common import finite_numbers, load_average, machine_info
 
 BENCHMARKS = (
-    "activations", "gradcam", "sparsity", "filters", "feature_vis", "cams", "attributions", "metrics",
+    "activations", "gradcam", "sparsity", "streaming", "filters", "feature_vis", "cams", "attributions", "metrics",
 )
 RESULTS = pathlib.Path(__file__).parent / "results"
 
@@ -69,6 +74,7 @@ FULL = {
     "stream": {"small": 512, "vgg16": 64, "xception": 64},
     "stream_repeats": 3,
     "memory_images": (64, 2000),
+    "dataset": {"images": 2000, "batch": 32, "memory": (64, 2000)},
     # Timed over 10 steps: a step costs the same whatever the count (the chapter's 30
     # change the images, not the time per step), and JAX and PyTorch take 0.1-0.2 s per
     # filter-step for this layer on 2 cores.
@@ -83,6 +89,7 @@ QUICK = {
     "stream": {"small": 6, "vgg16": 4, "xception": 4},
     "stream_repeats": 1,
     "memory_images": (2, 8),
+    "dataset": {"images": 8, "batch": 4, "memory": (4, 8)},
     "filters": {"n_filters": 3, "textbook_filters": 2, "steps": 2, "size": 71},
     "filter_repeats": 1,
     "models": ("small",),
@@ -103,7 +110,7 @@ def run_all(quick=False, only=BENCHMARKS, models=None, repeats=None, log=print) 
         records.extend(new)
 
     for key in models or cfg["models"]:
-        if not set(only) & {"activations", "gradcam", "sparsity"}:
+        if not set(only) & {"activations", "gradcam", "sparsity", "streaming"}:
             break
         model, label = cases.build(key, quick)
         log(f"{label}: {model.count_params():,} parameters")
@@ -117,6 +124,11 @@ def run_all(quick=False, only=BENCHMARKS, models=None, repeats=None, log=print) 
             done(sparsity.run_time(model, label, n, cfg["batch"], cfg["stream_repeats"]))
             if key == "small":
                 done(sparsity.run_memory(model, label, *cfg["memory_images"], cfg["batch"]))
+        if "streaming" in only and key == "small":
+            d = cfg["dataset"]
+            done(streaming.run_time(model, label, d["images"], d["batch"], cfg["stream_repeats"]))
+            done(streaming.run_memory(model, label, *d["memory"], d["batch"]))
+            done(streaming.run_devices(d["images"], d["batch"], cfg["stream_repeats"], quick))
         del model, batch
         keras.utils.clear_session()
         gc.collect()

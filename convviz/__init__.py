@@ -14,6 +14,7 @@ TensorFlow, JAX and PyTorch backends.
 
 from convviz import data, errors, methods, metrics, models, objectives, plot, training
 from convviz._version import __version__ as __version__
+from convviz.datasets import DatasetExplanation, explain_dataset
 from convviz.evaluation import EvaluationTable, evaluate
 from convviz.feature_maps import Activations, activations
 from convviz.feature_visualization import visualize
@@ -25,8 +26,8 @@ from convviz.methods.api import attribute, cam, explain, gradcam
 from convviz.sparsity_stats import LayerSparsity, SparsityTable, sparsity
 
 __all__ = [
-    "Activations", "EvaluationTable", "FilterPatterns", "LayerSparsity", "SparsityTable",
-    "Explanation", "Gallery", "Inspector", "LayerInfo", "activations", "attribute", "cam", "data", "errors", "evaluate", "explain",
+    "Activations", "DatasetExplanation", "EvaluationTable", "FilterPatterns", "LayerSparsity", "SparsityTable",
+    "Explanation", "Gallery", "Inspector", "LayerInfo", "activations", "attribute", "cam", "data", "errors", "evaluate", "explain", "explain_dataset",
     "filters", "gallery", "gradcam", "methods", "metrics", "models", "objectives", "plot", "sparsity", "training",
     "visualize",
 ]

@@ -176,6 +176,57 @@ def _tensorflow_inference(model):
     return lambda batch: call(keras.tree.map_structure(tf.convert_to_tensor, batch))
 
 
+def data_devices() -> int:
+    """How many devices share each batch: the batch dimension of the
+    ``keras.distribution`` that is set, on JAX; else 1.
+
+    Keras 3.15 shards data only on JAX: TensorFlow's distribution is a prototype and
+    PyTorch's needs one process per device (``torchrun``). There a distribution that
+    is set is reported once (a warning) and convviz runs on one device.
+    """
+    dist = keras.distribution.distribution()
+    if dist is None:
+        return 1
+    if keras.backend.backend() != "jax":
+        _warn_unsharded()
+        return 1
+    return _batch_shards(dist)
+
+
+@functools.lru_cache(maxsize=1)
+def _warn_unsharded() -> None:
+    import warnings
+
+    warnings.warn(
+        f"A keras.distribution is set, but on the {keras.backend.backend()} backend Keras 3.15 does not shard "
+        "data (only JAX does; TensorFlow's distribution is a prototype, PyTorch's needs one process per "
+        "device): convviz runs each batch on one device.", UserWarning, stacklevel=3,
+    )
+
+
+def _batch_shards(dist) -> int:
+    mesh = dist.device_mesh
+    name = getattr(dist, "batch_dim_name", None) or mesh.axis_names[0]
+    return int(mesh.shape[list(mesh.axis_names).index(name)])
+
+
+def _jax_place(x, dtype=None):
+    """A batch array on the device(s): split along its first axis across the batch
+    dimension of the ``keras.distribution`` that is set, when the batch divides evenly
+    (the data-parallel layout, ``get_data_layout``); else a plain array. The model's
+    weights follow their own layouts (replicated under ``DataParallel``)."""
+    import jax
+
+    dist = keras.distribution.distribution()
+    plain = jax.numpy.asarray(x, dtype=dtype)
+    if dist is None or plain.ndim == 0 or len(plain.sharding.device_set) > 1:
+        return plain
+    shards = _batch_shards(dist)
+    if shards < 2 or plain.shape[0] % shards:
+        return plain
+    return keras.distribution.distribute_tensor(plain, dist.get_data_layout(plain.shape))
+
+
 @functools.cache
 def _jax_variants() -> tuple:
     """The compiler options of ``_JAX_VARIANTS`` this jaxlib knows (they are experimental)."""
@@ -209,9 +260,10 @@ def _jax_inference(model):
         args = (
             [v.value for v in model.trainable_variables],
             [v.value for v in model.non_trainable_variables],
-            keras.tree.map_structure(jax.numpy.asarray, batch),
+            keras.tree.map_structure(_jax_place, batch),
         )
-        shape = tuple(b.shape for b in keras.tree.flatten(batch))
+        # A program is compiled for its inputs' shapes and shardings.
+        shape = tuple((b.shape, b.sharding) for b in keras.tree.flatten(args[2]))
         if shape in executables:
             return executables[shape](*args)
         if chosen:
@@ -323,7 +375,7 @@ def _jax_step(model, objective, wrt):
     compiled = jax.jit(jax.value_and_grad(loss, has_aux=True))
 
     def run(inputs, *extra):
-        inputs = [jax.numpy.asarray(x, dtype="float32") for x in inputs]
+        inputs = [_jax_place(x, "float32") for x in inputs]
         x = inputs.pop(wrt)
         trainable = [v.value for v in model.trainable_variables]
         non_trainable = [v.value for v in model.non_trainable_variables]

@@ -280,9 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
         "the maps over the images, titled with the explained class and its probability, to OUT "
         "(PNG, PDF or SVG by extension). A pixel attribution method (saliency, "
         "integrated_gradients...) draws its attributions as --view says. --maps also saves the "
-        "maps, classes and predictions as a .npz file (convviz.Explanation.load reads it).",
+        "maps, classes and predictions as a .npz file (convviz.Explanation.load reads it). Given one "
+        "folder of images instead (DATA_DIR), it explains every image in it and OUT is a folder: the maps "
+        "(zarr), a row per image (Parquet) and a manifest, written batch by batch; a killed run continues "
+        "with --resume (convviz.explain_dataset).",
         epilog=f"{methods} Built-in models: {', '.join(BUILTIN_MODELS)}. Example: "
-        "convviz explain efficientnet_lite0 skimage:chelsea --method gradcam_plusplus --out cat.png",
+        "convviz explain efficientnet_lite0 skimage:chelsea --method gradcam_plusplus --out cat.png; over a "
+        "folder: convviz explain model.keras val/ --out val_gradcam --metrics deletion,insertion --resume",
     )
     _inputs(explain, out="FILE", out_help="the figure to write (.png, .pdf, .svg)")
     explain.add_argument(
@@ -302,6 +306,17 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--class-names", default=None, metavar="LIST", help="comma-separated class names for titles")
     explain.add_argument("--maps", default=None, metavar="FILE", help="also save the maps as a .npz file")
     _model_arguments(explain)
+    folder = explain.add_argument_group("over a folder of images (DATA_DIR)")
+    folder.add_argument("--resume", action="store_true", help="continue the unfinished run in OUT (same settings)")
+    folder.add_argument("--overwrite", action="store_true", help="replace the run in OUT")
+    folder.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch (default: %(default)s)")
+    folder.add_argument(
+        "--metrics", default=None, metavar="LIST",
+        help="comma-separated per-image metrics stored in the table: deletion, insertion, average_drop, "
+        "increase_in_confidence, mufidelity",
+    )
+    folder.add_argument("--upsample", action="store_true", help="store CAM maps at the model's input size")
+    folder.add_argument("--quiet", action="store_true", help="no progress bar")
     explain.set_defaults(func=_explain)
 
     from convviz.evaluation import METRICS, metric_names
@@ -396,6 +411,13 @@ def _explain(args) -> int:
     from convviz.methods import LayerMethod, get_method
     from convviz.sources import open_inputs
 
+    if len(args.images) == 1 and pathlib.Path(args.images[0]).is_dir():
+        return _explain_folder(args)
+    for flag in ("resume", "overwrite", "upsample", "quiet"):
+        if getattr(args, flag):
+            raise InputError(f"--{flag} is for a run over a folder of images (one DATA_DIR), not image files.")
+    if args.metrics is not None:
+        raise InputError("--metrics is for a run over a folder of images; for a few images use convviz evaluate.")
     out = pathlib.Path(args.out)
     formats = Figure().canvas.get_supported_filetypes()
     if out.suffix.lstrip(".").lower() not in formats:
@@ -426,6 +448,26 @@ def _explain(args) -> int:
     except OSError as err:
         raise OutputError(f"Cannot write {err.filename or out}: {err.strerror or err}.") from err
     print(out)
+    return 0
+
+
+def _explain_folder(args) -> int:
+    """``convviz explain MODEL DATA_DIR --out DIR``: every image of the folder, streamed."""
+    import convviz
+    from convviz.errors import InputError
+
+    if args.maps is not None or args.view is not None:
+        raise InputError("--maps and --view are for image files; a run over a folder writes its maps to OUT.")
+    class_index = "labels" if args.class_index == "labels" else _class_index(args.class_index)
+    if isinstance(class_index, list):
+        raise InputError("--class-index over a folder: one class for every image, or 'labels' (the subfolders).")
+    run = convviz.explain_dataset(
+        args.model, args.images[0], out=args.out, method=args.method, layer=args.layer, class_index=class_index,
+        metrics=_names(args.metrics) or (), upsample=args.upsample, batch_size=args.batch_size,
+        resume=args.resume, overwrite=args.overwrite, output=output_argument(args.output),
+        safe_mode=args.safe_mode, verbose=not args.quiet,
+    )
+    print(run.path)
     return 0
 
 

@@ -32,7 +32,9 @@ import numpy as np
 
 from convviz import _html, plot
 from convviz import metrics as _metrics
+from convviz._batches import is_stream, open_data
 from convviz._files import build_atomically, check_out_dir, read_saved
+from convviz._progress import Progress
 from convviz._validation import (
     check_batch_size,
     check_fraction,
@@ -44,7 +46,7 @@ from convviz.errors import InputError, closest
 from convviz.inspector import Inspector
 from convviz.methods import get_method, method_names
 from convviz.methods.core import create, option_names
-from convviz.sources import load_images, open_inputs, unique_names
+from convviz.sources import load_images, open_inputs, open_model, unique_names
 
 __all__ = [
     "METRICS", "EvaluationRow", "EvaluationSummary", "EvaluationTable", "MetricInfo", "SummaryRow", "evaluate",
@@ -722,8 +724,12 @@ def evaluate(model, images, *, methods: Sequence[str] | str = ("gradcam",), metr
     model : keras.Model, Inspector, path or str
         As :func:`convviz.gallery`: a built model, a ``.keras`` file or a built-in
         name (``"efficientnet_lite0"``).
-    images : image or list of images
-        Paths, arrays, PIL images or ``"skimage:NAME"``, resized to the model's input.
+    images : image, list of images, or a dataset
+        Paths, arrays, PIL images or ``"skimage:NAME"``, resized to the model's input;
+        or a dataset, evaluated batch by batch with one batch in memory: a folder of
+        image files, a ``tf.data.Dataset``, a ``keras.utils.PyDataset``, a grain
+        dataset or an iterable of batches (as :func:`convviz.explain_dataset` reads
+        them; batch ``k``'s random draws are seeded with ``seed + k``).
     methods : sequence of str, or str
         Registered method names (``convviz.methods.method_names()``), or ``"all"``.
     metrics : sequence of str, or str, optional
@@ -796,6 +802,11 @@ def evaluate(model, images, *, methods: Sequence[str] | str = ("gradcam",), metr
     computations = _computations(chosen, metric_options)
     seed, bootstrap = check_seed(seed), check_positive_int(bootstrap, "bootstrap")
     batch_size = check_batch_size(batch_size, allow_none=True)
+    if is_stream(images):
+        return _evaluate_stream(model, images, names=names, metrics=chosen, boxes=boxes, class_index=class_index,
+                                image_names=image_names,
+                                method_options=method_options, computations=computations, seed=seed,
+                                bootstrap=bootstrap, batch_size=batch_size, output=output, verbose=verbose)
     inspector, batch, default_names = _open(model, images)
     inspector = inspector.for_output(output)
     boxes = _check_boxes(boxes, len(batch))
@@ -818,6 +829,75 @@ def evaluate(model, images, *, methods: Sequence[str] | str = ("gradcam",), metr
                       bootstrap=bootstrap, batch_size=batch_size, verbose=verbose, steps=steps)
     steps.say(f"Evaluated {len(names)} method(s) on {len(batch)} image(s) in {steps.elapsed:.1f} s.")
     return table
+
+
+def _evaluate_stream(model, images, *, names, metrics, boxes, class_index, image_names, method_options, computations,
+                     seed, bootstrap, batch_size, output, verbose) -> EvaluationTable:
+    """:func:`evaluate` over a dataset, batch by batch: one batch's images and maps in
+    memory at a time; the tables of the batches joined (batch ``k``'s random draws
+    seeded with ``seed + k``)."""
+    if isinstance(model, Inspector):
+        inspector, preprocess = model, None
+    else:
+        net, preprocess, _ = open_model(model)
+        inspector = Inspector.of(net)
+    inspector = inspector.for_output(output)
+    source = open_data(images, batch_size=batch_size or 32, preprocess=preprocess)
+    boxes = None if boxes is None else list(boxes)
+    if batch_size is not None:
+        for name in names:
+            method_options.setdefault(name, {}).setdefault("batch_size", batch_size)
+    explainers = {name: _explainer(name, inspector, method_options.get(name, {}), 0) for name in names}
+    quiet = _StepLines(0, False)
+    progress = Progress(source.n_images, verbose, "image")
+    tables, start = [], 0
+    for k, raw in enumerate(source.batches()):
+        batch = inspector.prepare(raw.images)
+        n = len(batch)
+        if boxes is not None and len(boxes) < start + n:
+            raise InputError(f"The data holds more images than the {len(boxes)} box(es) given.")
+        classes = class_index
+        if class_index is not None and np.ndim(class_index):
+            classes = np.asarray(class_index)[start : start + n]
+        given = raw.names or [f"image {start + i + 1}" for i in range(n)]
+        if image_names is not None:
+            given = [str(name) for name in list(image_names)[start : start + n]]
+            if len(given) != n:
+                raise InputError(f"The data holds more images than the {len(image_names)} image_names given.")
+        tables.append(_evaluate(
+            inspector, batch, names, metrics,
+            explain=lambda name, batch=batch, classes=classes: explainers[name].explain(batch, class_index=classes),
+            method_options=method_options, computations=computations,
+            boxes=None if boxes is None else _check_boxes(boxes[start : start + n], n), image_names=given,
+            seed=seed + k, bootstrap=bootstrap, batch_size=batch_size, verbose=0, steps=quiet,
+        ))
+        start += n
+        progress.update(start)
+    progress.update(start, finalize=True)
+    if not tables:
+        raise InputError("The data holds no images.")
+    for given, what in ((boxes, "box(es)"), (image_names, "image_names")):
+        if given is not None and len(given) != start:
+            raise InputError(f"{start} image(s) but {len(given)} {what}: give one per image.")
+    return _joined(tables, seed=seed, n=start)
+
+
+def _joined(tables: list[EvaluationTable], *, seed: int, n: int) -> EvaluationTable:
+    """One table of the images of ``tables`` (batches of one evaluation), in order."""
+    first = tables[0]
+    values = {m: {k: np.concatenate([t.values[m][k] for t in tables]) for k in first.values[m]}
+              for m in first.methods}
+    classes = {m: np.concatenate([t.classes[m] for t in tables]) for m in first.methods}
+    curves = {}
+    sizes = np.array([len(t.image_names) for t in tables], np.float64)
+    for method, curve in first.curves.items():
+        curves[method] = {"fractions": curve["fractions"]}
+        for key in ("deletion", "insertion"):
+            stacked = np.array([t.curves[method][key] for t in tables])
+            curves[method][key] = (sizes @ stacked / sizes.sum()).tolist()
+    names = unique_names([name for t in tables for name in t.image_names])
+    return EvaluationTable(first.methods, first.metrics, names, values, classes, first.titles, seed,
+                           first.bootstrap, first.model, first.settings, curves, {**first.info, "images": n})
 
 
 def _image_names(given, default: list[str], n: int) -> list[str]:

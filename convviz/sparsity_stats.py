@@ -22,6 +22,7 @@ import keras
 import numpy as np
 
 from convviz import plot
+from convviz._batches import is_stream, open_data
 from convviz._inputs import refuse_mapping
 from convviz._progress import Progress
 from convviz._validation import check_batch_size, check_verbose, keyword_only, renamed
@@ -169,33 +170,17 @@ def _stats_model(inspector: Inspector, names: list[str], threshold: float) -> ke
     return keras.Model(features.input, outputs, name="convviz_sparsity")
 
 
-def _is_stream(images) -> bool:
-    """Iterables of batches are streamed; images, arrays, tensors and lists are not."""
-    in_memory = isinstance(images, (np.ndarray, str, os.PathLike, list, tuple)) or hasattr(images, "shape")
-    return not in_memory and not type(images).__module__.startswith("PIL.")
-
-
-def _stream(inspector: Inspector, images):
-    """Float32 NHWC batches, one per element of an iterable of batches."""
+def _stream(inspector: Inspector, images, batch_size: int):
+    """(float32 NHWC batches, how many) of a folder or an iterable of batches, read as
+    :func:`convviz.explain_dataset` reads them (labels are ignored)."""
     refuse_mapping(images)
-    if not isinstance(images, Iterable):
+    if not isinstance(images, (Iterable, str, os.PathLike)):
         raise InputError(
             f"Cannot read images from {type(images).__name__}: give an image, an array batch, "
-            "a list of images, or an iterable / tf.data.Dataset of batches."
+            "a list of images, a folder, or an iterable / tf.data.Dataset of batches."
         )
-    for element in images:
-        # (images, labels) or (images, labels, weights): the images come first.
-        batch = element[0] if isinstance(element, (tuple, list)) else element
-        yield inspector.prepare(batch)
-
-
-def _steps(images) -> int | None:
-    try:
-        n = len(images)
-    except TypeError:
-        cardinality = getattr(images, "cardinality", None)
-        n = int(cardinality()) if callable(cardinality) else -1
-    return n if n is not None and n >= 0 else None
+    data = open_data(images, batch_size=batch_size)
+    return (inspector.prepare(raw.images) for raw in data.batches()), data.n_batches
 
 
 @renamed(data="images")
@@ -215,12 +200,13 @@ def sparsity(
     ----------
     model : keras.Model, convviz.Inspector or path
         Any built Sequential or Functional convnet (nested conv bases included).
-    images : image, array batch, list of images, or iterable of batches
+    images : image, array batch, list of images, folder, or iterable of batches
         One image or an (N, H, W, C) batch in any form :func:`convviz.activations`
-        accepts; or an iterable of batches — a ``tf.data.Dataset``, a generator, a
-        ``keras.utils.PyDataset`` — whose elements are image batches or
-        ``(images, labels)`` tuples (labels are ignored). Iterables are streamed.
-        Formerly ``data``.
+        accepts; or a dataset, streamed: a folder of image files, a
+        ``tf.data.Dataset``, a ``keras.utils.PyDataset``, a grain dataset or any
+        iterable (a generator) whose elements are image batches, single images,
+        ``(images, labels)`` tuples or dicts with ``"image"`` (labels are ignored), as
+        :func:`convviz.explain_dataset` reads them. Formerly ``data``.
     layers : str or list of str, optional
         Default: every convolution and pooling layer, shallow to deep. Keyword-only
         (passing it by position still works, with a DeprecationWarning, until the
@@ -285,9 +271,10 @@ def sparsity(
     ever_active = [np.zeros(c, bool) for c in channels]
     elements = [0] * len(names)  # activation values seen
     n_images = done = 0
-    streamed = _is_stream(images)
+    streamed = is_stream(images)
     if streamed:  # progress over the iterable's batches
-        sources, progress = _stream(inspector, images), Progress(_steps(images), verbose, "batch")
+        sources, steps = _stream(inspector, images, batch_size)
+        progress = Progress(steps, verbose, "batch")
     else:  # progress over the images of one in-memory batch
         sources = [inspector.prepare(images)]
         progress = Progress(len(sources[0]), verbose, "image")
