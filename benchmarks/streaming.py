@@ -70,7 +70,9 @@ def run_time(model, label, n, batch, repeats) -> list[dict]:
 
 
 def run_memory(model, label, n_small, n_large, batch) -> list[dict]:
-    _explain(model, Stream(model, n_small, batch), batch)  # warm-up: compilation, first pools
+    # Warm-up (compilation, the allocator's first pools) with the large stream's last,
+    # shorter batch too, so neither measurement pays for compiling a shape.
+    _explain(model, Stream(model, n_small + n_large % batch, batch), batch)
 
     def measure(n):
         stream = Stream(model, n, batch)

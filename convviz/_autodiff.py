@@ -285,6 +285,30 @@ def _jax_inference(model):
     return run
 
 
+def _young_garbage_freed(run: Callable) -> Callable:
+    """PyTorch: ``run``, then a collection of the young garbage generations.
+
+    Keras' PyTorch tree utilities (``keras.tree`` on the torch backend: the closures of
+    ``torchtree_impl.traverse``) leave a reference cycle around the structure they walk
+    on every model call, so a step's input, activation and gradient tensors stay alive
+    until Python's cycle collector runs. The young generations are collected often, but
+    what survives into the oldest one waits for a full collection (0.3 s with Keras and
+    PyTorch loaded, so rare): over a long stream, memory grew with the number of batches
+    (a run over 2,000 images held 1.6x the peak of one over 64). Collecting the two
+    young generations after each call frees the cycles at once, in about 0.1 ms.
+    """
+    import gc
+
+    @functools.wraps(run)
+    def collected(*args):
+        try:
+            return run(*args)
+        finally:
+            gc.collect(1)
+
+    return collected
+
+
 def _torch_inference(model):
     import torch
 
@@ -293,7 +317,7 @@ def _torch_inference(model):
             outputs = model(keras.tree.map_structure(keras.ops.convert_to_tensor, batch), training=False)
         return [t.detach().cpu() for t in keras.tree.flatten(_full_precision(outputs))]
 
-    return call
+    return _young_garbage_freed(call)
 
 
 def gradient_step(model: keras.Model, objective: Callable, wrt: int = 0) -> Callable:
@@ -420,7 +444,7 @@ def _torch_step(model, objective, wrt):
         outputs = keras.tree.map_structure(lambda t: t.detach(), outputs)
         return value.detach(), grad, outputs
 
-    return run
+    return _young_garbage_freed(run)
 
 
 def ascent_step(
@@ -607,4 +631,4 @@ def _torch_optimizer(model, objective, update, transform):
         aux = keras.tree.map_structure(lambda t: t.detach(), aux)
         return tuple(new_params), tuple(new_state), value.detach(), aux
 
-    return run
+    return _young_garbage_freed(run)

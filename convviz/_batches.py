@@ -48,6 +48,8 @@ class Data:
     n_images: int | None = None
     class_names: list[str] | None = None
     description: dict = field(default_factory=dict)
+    root: str | None = None
+    """The folder the images' names are relative to (folders only)."""
 
     def batches(self, start: int = 0) -> Iterator[RawBatch]:
         """The batches from number ``start`` on (0 is the first)."""
@@ -102,8 +104,10 @@ def _folder(folder, batch_size: int, preprocess) -> Data:
     tops = [n.split("/")[0] if "/" in n else None for n in names]
     class_names = sorted(set(tops)) if None not in tops else None
     labels = np.array([class_names.index(t) for t in tops]) if class_names else None
-    return _files(files, names, labels, class_names, batch_size, preprocess,
+    data = _files(files, names, labels, class_names, batch_size, preprocess,
                   {"kind": "folder", "files": len(files), "batch_size": batch_size})
+    data.root = str(root.absolute())
+    return data
 
 
 def _files(files: list, names: list[str], labels, class_names, batch_size: int, preprocess,

@@ -12,6 +12,7 @@ or still going.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import os
 import pathlib
@@ -23,6 +24,7 @@ import numpy as np
 
 from convviz import _autodiff, plot
 from convviz._batches import RawBatch, _int_labels, open_data
+from convviz._inputs import to_batch
 from convviz._progress import Progress
 from convviz._store import FORMAT, MANIFEST, MAPS, TABLE, RunStore, fingerprint, require
 from convviz._validation import check_batch_size, check_choice, check_seed, check_verbose
@@ -137,7 +139,8 @@ class DatasetExplanation:
 
     def plot(self, *, n: int = 8, figsize=None, save=None):
         """The run at a glance: the mean map, the distribution of the explained class's
-        probability (and of each metric), and the first ``n`` maps. Returns a figure."""
+        probability (and of each metric), and the first ``n`` maps, over their images
+        when the run read a folder that is still there. Returns a figure."""
         import matplotlib.pyplot as plt
 
         table = self.table()
@@ -158,10 +161,20 @@ class DatasetExplanation:
             ax.tick_params(labelsize=6)
         maps = np.asarray(self.maps[:n], np.float32)
         names = table.column("name").to_pylist()[:n]
+        root = self.manifest.get("root")
         for i in range(n):
             ax = fig.add_subplot(2, cols, cols + 1 + i)
             image = plot.aggregate_channels(maps[i : i + 1], "abs_sum")[0] if maps.ndim == 4 else maps[i]
-            ax.imshow(image, cmap="jet")
+            photo = pathlib.Path(root) / str(names[i]) if root else None
+            if photo is not None and photo.is_file():
+                # The map over the image as the model saw it (resized to the input).
+                size = self.manifest.get("input_size")
+                shown = to_batch(photo, size=tuple(size) if size and None not in size else None)[0]
+                ax.imshow(np.clip(shown / 255.0 if shown.max() > 1 else shown, 0, 1))
+                height, width = shown.shape[:2]
+                ax.imshow(image, cmap="jet", alpha=0.45, extent=(0, width, height, 0), interpolation="bilinear")
+            else:
+                ax.imshow(image, cmap="jet")
             ax.set_title(str(names[i])[-24:], fontsize=7)
             ax.axis("off")
         fig.suptitle(f"{self.method} over {self.manifest['settings']['data'].get('kind', 'data')}", fontsize=9)
@@ -173,10 +186,9 @@ class DatasetExplanation:
 
 def _versions() -> dict:
     zarr, pyarrow, _ = require()
-    backend = keras.backend.backend()
-    module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(backend)
+    backend = keras.backend.backend()  # "tensorflow", "jax", "torch": also the module's name
     return {"convviz": __version__, "keras": keras.__version__, "backend": backend,
-            backend: getattr(__import__(module), "__version__", "?") if module else "?",
+            backend: getattr(importlib.import_module(backend), "__version__", "?"),
             "numpy": np.__version__, "zarr": zarr.__version__, "pyarrow": pyarrow.__version__}
 
 
@@ -251,7 +263,9 @@ def explain_dataset(model, images, *, out, method="gradcam", class_index=None, l
         Parquet file.
     resume : bool
         Continue an unfinished run in ``out`` (same settings) at its last completed
-        batch; open a finished one. Without it, a folder holding a run is refused.
+        batch; open a finished one. Without it, a folder holding a run is refused. The
+        data is recognised by its kind and size (file count, array shape), not its
+        content: resume with the same data.
     overwrite : bool
         Replace the run in ``out``.
     metric_options : dict, optional
@@ -267,8 +281,8 @@ def explain_dataset(model, images, *, out, method="gradcam", class_index=None, l
     verbose : bool
         A progress bar with images/s and the time left.
     **options
-        The method's own options (``logits``, ``batch_size`` is the method's
-        ``method_batch_size`` here, ``eps``...).
+        The method's own options (``logits``, ``eps``...); ``method_batch_size`` is the
+        method's ``batch_size`` (inputs per compiled call).
 
     Returns
     -------
@@ -312,7 +326,8 @@ def explain_dataset(model, images, *, out, method="gradcam", class_index=None, l
     store = RunStore(out, work.settings(dtype=dtype, data=source.description), versions=_versions(),
                      resume=resume, overwrite=overwrite,
                      extra={"n_images": source.n_images, "n_batches": source.n_batches,
-                            "class_names": source.class_names, "devices": work.devices})
+                            "class_names": source.class_names, "devices": work.devices,
+                            "root": source.root, "input_size": list(work.inspector.input_shape[:2])})
     if not store.complete:
         progress = _RunProgress(store, source.n_images, verbose)
         k = store.batches
