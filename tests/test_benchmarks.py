@@ -39,10 +39,15 @@ def test_quick_suite_runs_every_benchmark_with_finite_numbers(tmp_path, capsys):
         (peer,) = [r for r in records if r["benchmark"] == "metrics vs torchcam"]
         assert peer["max_auc_diff"] < 1e-2 and peer["max_auc_diff_own_maps"] < 1e-2, peer
         assert peer["max_map_diff"] < 1e-3, peer
-    assert {r["benchmark"] for r in records} == set(run.BENCHMARKS) - {"cams", "attributions", "metrics", "feature_vis"} | extra
+    extra |= {"explain_dataset", "explain_dataset memory"}
+    # JAX: two virtual devices vs one, a ratio reported without a target (on a CPU the
+    # devices share the cores: it shows the cost of sharding).
+    untargeted = {"explain_dataset devices"} if payload["backend"] == "jax" else set()
+    named = {"cams", "attributions", "metrics", "feature_vis", "streaming"}
+    assert {r["benchmark"] for r in records} == set(run.BENCHMARKS) - named | extra | untargeted
     for r in records:
         assert r["ratios"], r["benchmark"]
-        assert r["targets"], r["benchmark"]
+        assert r["targets"] or r["benchmark"] in untargeted, r["benchmark"]
         numbers = [*r["times"].values(), *r["ratios"].values(), *(t["value"] for t in r["targets"])]
         assert all(math.isfinite(x) for x in numbers), r
         assert all(x > 0 for x in numbers), r
