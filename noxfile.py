@@ -128,7 +128,7 @@ def tests_oldest(session):
 @nox.session
 def docs(session):
     """Build the Sphinx site (tutorials executed) with warnings as errors."""
-    session.install("-e", ".[tensorflow,lite0,docs]")
+    session.install("-e", ".[tensorflow,lite0,docs,datasets]")  # datasets: tutorial 05
     session.run(
         "sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html",
         *session.posargs,
