@@ -43,21 +43,22 @@ class Stream:
             yield self.pool[k % POOL][: min(self.batch, self.n - start)]
 
 
-def run_time(model, label, n, batch, repeats) -> list[dict]:
-    stream = Stream(model, n, batch)
+def against_forward(model, stream, name: str, fn, repeats) -> tuple[dict, dict]:
+    """(median times, every sample) of ``fn()`` and of ``model.predict_on_batch`` over
+    the same ``stream``, interleaved; ``name`` names ``fn``'s times."""
 
     def forward():
         for b in stream:
             model.predict_on_batch(b)
 
     samples: dict = {}
-    t = common.median_times(
-        {
-            "forward": forward,
-            "sparsity": lambda: convviz.sparsity(model, stream, batch_size=batch, verbose=False),
-        },
-        repeats,
-        samples=samples,
+    return common.median_times({"forward": forward, name: fn}, repeats, samples=samples), samples
+
+
+def run_time(model, label, n, batch, repeats) -> list[dict]:
+    stream = Stream(model, n, batch)
+    t, samples = against_forward(
+        model, stream, "sparsity", lambda: convviz.sparsity(model, stream, batch_size=batch, verbose=False), repeats
     )
     ratio = t["sparsity"] / t["forward"]
     return [

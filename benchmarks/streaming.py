@@ -28,7 +28,7 @@ import tempfile
 
 import common  # first: it quiets TensorFlow's start-up logs
 import keras
-from sparsity import Stream
+from sparsity import Stream, against_forward
 
 import convviz
 
@@ -48,15 +48,7 @@ def _explain(model, stream, batch):
 
 def run_time(model, label, n, batch, repeats) -> list[dict]:
     stream = Stream(model, n, batch)
-
-    def forward():
-        for b in stream:
-            model.predict_on_batch(b)
-
-    samples: dict = {}
-    t = common.median_times(
-        {"forward": forward, "explain_dataset": lambda: _explain(model, stream, batch)}, repeats, samples=samples
-    )
+    t, samples = against_forward(model, stream, "explain_dataset", lambda: _explain(model, stream, batch), repeats)
     ratio = t["explain_dataset"] / t["forward"]
     return [
         common.record(
