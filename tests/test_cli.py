@@ -1,5 +1,6 @@
 import json
 
+import keras
 import pytest
 
 from convviz import cli
@@ -13,6 +14,11 @@ def test_help_lists_the_demo(capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="the demo's parts (training, galleries, Lite0) are tested on every backend; the "
+           "end-to-end command once, on TensorFlow (CI time: 2 minutes on JAX)",
+)
 def test_demo_writes_model_curves_and_figures(tmp_path, monkeypatch):
     from convviz import data
 

@@ -176,9 +176,8 @@ def test_pointing_game_on_the_shapes_data_beats_chance(trained_shapes):
         for b in boxes
     ])
     rates = {}
-    for method in ("gradcam", "layercam", "integrated_gradients"):
-        options = {"steps": 16, "verbose": False} if method == "integrated_gradients" else {}
-        result = convviz.explain(model, x, method=method, class_index=1, **options)
+    for method in ("gradcam", "layercam"):
+        result = convviz.explain(model, x, method=method, class_index=1)
         game = metrics.pointing_game(result, boxes, tolerance=tolerance)
         rates[method] = game.hit_rate
         print(f"\n{method}: pointing-game hit rate {game.hit_rate:.0%} on {len(boxes)} triangles "
