@@ -400,9 +400,13 @@ def page(results: dict[str, dict], notes: str, peers: dict[str, dict] | None = N
         "   nox -s bench_peers            # the peers, TensorFlow and PyTorch; peers_<backend>.json",
         "   python benchmarks/report.py   # this page and its chart",
         "   KERAS_BACKEND=jax python benchmarks/run.py --only gradcam --models small",
+        "   KERAS_BACKEND=torch python benchmarks/torch_forward.py   # what Keras costs on PyTorch",
+        "   KERAS_BACKEND=jax python benchmarks/depthwise.py         # depthwise convolutions",
+        "   python benchmarks/resize.py                               # the input resize, 2,000 images",
         "",
         "``nox -s bench -- --quick`` is the short smoke run that CI also makes (in the "
-        "test suite), checking only that every benchmark runs and yields finite numbers.",
+        "test suite: the whole of it on TensorFlow, the rows only JAX or PyTorch have in "
+        "their sessions), checking only that every benchmark runs and yields finite numbers.",
         "",
     ]
     if notes.strip():
