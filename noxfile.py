@@ -13,9 +13,10 @@ BACKENDS = ["tensorflow", "jax", "torch"]
 # Two pytest-xdist workers: most tests are Python-bound tracing and compiling, which one
 # process runs on one core; two workers took the JAX session from 16 to 11 minutes on
 # the 2-core CI machine. The trained small convnet is still trained once per run (the
-# fixture takes a file lock); its tests share one xdist group (tests/conftest.py), which
-# --dist loadgroup runs on one worker while the other goes on with the rest.
-WORKERS = ["-n", "2", "--dist", "loadgroup"]
+# fixture takes a file lock; the other worker waits for it and loads the file). Not
+# --dist loadgroup: with pytest 9.2, xdist 3.8's groups have no effect (it renames
+# item._nodeid, which pytest 9.2's nodeid no longer reads).
+WORKERS = ["-n", "2"]
 
 # keras-hub without tensorflow-text: its requirement on tensorflow-text would replace
 # tensorflow-cpu with the full tensorflow wheel (same folder, last install wins), and

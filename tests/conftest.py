@@ -15,16 +15,13 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Heavy tests skip unless ``--run-heavy``; the tests of the trained small convnet
-    share one pytest-xdist group (``--dist loadgroup``), so they run on one worker, one
-    after the other, while the other worker goes on with the rest instead of waiting
-    for the training's file lock."""
+    """Heavy tests skip unless ``--run-heavy``."""
+    if config.getoption("--run-heavy"):
+        return
     heavy = pytest.mark.skip(reason="heavy: minutes on a 2-core CPU; run with --run-heavy")
     for item in items:
-        if "heavy" in item.keywords and not config.getoption("--run-heavy"):
+        if "heavy" in item.keywords:
             item.add_marker(heavy)
-        if "trained_shapes" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("trained_shapes"))
 
 
 def pytest_report_header(config):
