@@ -57,6 +57,20 @@ def channels_first(model: keras.Model) -> keras.Model:
     return copy
 
 
+def _profile(call, title: str, top: int) -> None:
+    """Print one call's self CPU time by operator, largest first."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        call()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    print(f"\n{title}, self CPU time by operator (top {top}):")
+    for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]:
+        print(f"  {e.key:<40} {e.self_cpu_time_total / 1e3:8.1f} ms  {e.self_cpu_time_total / total:6.1%}"
+              f"  {e.count:5d} calls")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=16)
@@ -98,32 +112,15 @@ def main(argv=None):
         "native": native, "native channels_last": native_last, "keras": lambda: run(nhwc),
         "keras inference_mode": keras_inference_mode, "keras channels_first": lambda: run_first(nchw),
     }
-    loads = []
-    times = common.median_times(calls, args.repeats, warmup=1, loads=loads)
+    times = common.median_times(calls, args.repeats, warmup=1)
     base = times["native"]
     print(f"\nLite0 forward, {args.batch} images at 224 x 224, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, median of {args.repeats}:")
     for name, t in times.items():
         print(f"  {name:<22} {t * 1e3:8.1f} ms  {t / base:5.2f}x native")
 
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        run(nhwc)
-    events = prof.key_averages()
-    total = sum(e.self_cpu_time_total for e in events)
-    print("\nkeras forward, self CPU time by operator (top 12):")
-    for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:12]:
-        print(f"  {e.key:<40} {e.self_cpu_time_total / 1e3:8.1f} ms  {e.self_cpu_time_total / total:6.1%}"
-              f"  {e.count:5d} calls")
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        native()
-    events = prof.key_averages()
-    total = sum(e.self_cpu_time_total for e in events)
-    print("\nnative forward, self CPU time by operator (top 8):")
-    for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:8]:
-        print(f"  {e.key:<40} {e.self_cpu_time_total / 1e3:8.1f} ms  {e.self_cpu_time_total / total:6.1%}"
-              f"  {e.count:5d} calls")
+    _profile(lambda: run(nhwc), "keras forward", 12)
+    _profile(native, "native forward", 8)
     return times
 
 
