@@ -31,15 +31,6 @@ CASES = [  # (what, source (h, w), target (h, w))
 CHUNK = 32
 
 
-def per_plane(batch: np.ndarray, size) -> np.ndarray:
-    h, w = size
-    out = np.empty((len(batch), h, w, batch.shape[-1]), np.float32)
-    for i, image in enumerate(batch):
-        for k in range(batch.shape[-1]):
-            out[i, ..., k] = _inputs._pil_bilinear(np.ascontiguousarray(image[..., k]), w, h)
-    return out
-
-
 def keras_resize(batch: np.ndarray, size) -> np.ndarray:
     return keras.ops.convert_to_numpy(
         keras.ops.image.resize(batch, size, interpolation="bilinear", antialias=True))
@@ -63,9 +54,9 @@ def main(argv=None):
         def over(fn, chunks=chunks, target=target):
             return lambda: [fn(c, target) for c in chunks]
 
-        calls = {"per-plane PIL": over(per_plane), "convviz": over(_inputs._resize),
+        calls = {"per-plane PIL": over(_inputs._resize_per_plane), "convviz": over(_inputs._resize),
                  "keras.ops.image.resize": over(keras_resize)}
-        reference = per_plane(chunks[0], target)
+        reference = _inputs._resize_per_plane(chunks[0], target)
         diffs = {name: float(np.max(np.abs(fn(chunks[0], target) - reference)))
                  for name, fn in (("convviz", _inputs._resize), ("keras.ops.image.resize", keras_resize))}
         times = common.median_times(calls, args.repeats, warmup=1)

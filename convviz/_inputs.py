@@ -210,13 +210,10 @@ def _resize(batch: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     batch = np.asarray(batch, dtype=np.float32)
     h, w = size
     n, height, width, c = batch.shape
-    out = np.empty((n, h, w, c), dtype=np.float32)
     largest = max(height * width, height * w, h * w)
     if largest > _STACK_MAX_PIXELS:
-        for i, image in enumerate(batch):
-            for k in range(c):
-                out[i, ..., k] = _pil_bilinear(np.ascontiguousarray(image[..., k]), w, h)
-        return out
+        return _resize_per_plane(batch, size)
+    out = np.empty((n, h, w, c), dtype=np.float32)
     step = max(1, _STACK_CHUNK // (c * largest))
     for start in range(0, n, step):
         part = batch[start:start + step]
@@ -227,6 +224,17 @@ def _resize(batch: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         if h != height:  # every column of every plane: one column of an (H, m * C * w) image
             lines = _pil_bilinear(lines.reshape(height, m * c * w), m * c * w, h)
         out[start:start + m] = lines.reshape(h, m, c, w).transpose(1, 0, 3, 2)
+    return out
+
+
+def _resize_per_plane(batch: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """:func:`_resize` with one PIL call per channel of each image (its path for large
+    planes; float32 NHWC in and out)."""
+    h, w = size
+    out = np.empty((len(batch), h, w, batch.shape[-1]), dtype=np.float32)
+    for i, image in enumerate(batch):
+        for k in range(batch.shape[-1]):
+            out[i, ..., k] = _pil_bilinear(np.ascontiguousarray(image[..., k]), w, h)
     return out
 
 
