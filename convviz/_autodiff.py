@@ -40,6 +40,89 @@ from convviz.errors import ConvvizError, ModelRunError, layer_error_reason
 _JAX_VARIANTS = (None, {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"})
 
 
+# XLA's CPU backend runs a depthwise convolution (``conv_general_dilated`` with
+# ``feature_group_count`` = channels, how Keras' DepthwiseConv2D and SeparableConv2D run
+# on JAX) as a loop over the channels, each a one-wide contraction, and its input
+# gradient the same way (jax-ml/jax#23713, #13800): on EfficientNet-Lite0's layers 8-21x
+# slower forward and 9-36x slower backward than the same sum written as shifted slices
+# times per-channel weights, which XLA fuses into one elementwise loop
+# (benchmarks/depthwise.py). So convviz's compiled JAX programs trace the model with
+# depthwise convolutions written that way (:func:`_jax_depthwise_as_slices`); False
+# traces them as Keras writes them (benchmarks compare the two).
+JAX_DEPTHWISE_SLICES = True
+
+
+def _jax_slices_depthwise(original, *args, **kwargs):
+    """``jax.lax.conv_general_dilated`` with a float32, channels-last, 2-D depthwise
+    convolution (one input channel per group, one output channel per group) computed as
+    the sum over the kernel's positions of a strided slice of the padded input times
+    that position's per-channel weights; any other convolution goes to ``original``."""
+    import inspect
+
+    import jax
+
+    bound = inspect.signature(original).bind(*args, **kwargs)
+    bound.apply_defaults()
+    a = bound.arguments
+    lhs, rhs = a["lhs"], a["rhs"]
+    groups = a["feature_group_count"]
+    plain = (
+        lhs.ndim == 4 and groups > 1 and a["batch_group_count"] == 1
+        and a["precision"] is None and a["preferred_element_type"] is None
+        and str(lhs.dtype) == "float32" and str(rhs.dtype) == "float32"
+        and all(d == 1 for d in (a["lhs_dilation"] or (1, 1)))
+    )
+    if plain:
+        numbers = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, a["dimension_numbers"])
+        plain = (
+            tuple(numbers.lhs_spec) == (0, 3, 1, 2) and tuple(numbers.out_spec) == (0, 3, 1, 2)
+            and tuple(numbers.rhs_spec) == (3, 2, 0, 1)
+            and rhs.shape[2] == 1 and rhs.shape[3] == groups == lhs.shape[3]
+        )
+    if not plain:
+        return original(*args, **kwargs)
+    strides = tuple(a["window_strides"])
+    dilation = tuple(a["rhs_dilation"] or (1, 1))
+    window = [1 + d * (k - 1) for k, d in zip(rhs.shape[:2], dilation)]
+    padding = a["padding"]
+    if isinstance(padding, str):
+        padding = jax.lax.padtype_to_pads(lhs.shape[1:3], window, strides, padding)
+    (top, bottom), (left, right) = padding
+    x = jax.lax.pad(lhs, jax.numpy.zeros((), lhs.dtype), [(0, 0, 0), (top, bottom, 0), (left, right, 0), (0, 0, 0)])
+    out = [(x.shape[1 + i] - window[i]) // strides[i] + 1 for i in range(2)]
+    total = None
+    for i in range(rhs.shape[0]):
+        for j in range(rhs.shape[1]):
+            start = (0, i * dilation[0], j * dilation[1], 0)
+            limit = (
+                x.shape[0], start[1] + (out[0] - 1) * strides[0] + 1,
+                start[2] + (out[1] - 1) * strides[1] + 1, x.shape[3],
+            )
+            term = jax.lax.slice(x, start, limit, (1, *strides, 1)) * rhs[i, j, 0]
+            total = term if total is None else total + term
+    return total
+
+
+@contextlib.contextmanager
+def _jax_depthwise_as_slices():
+    """JAX: inside the block (a compiled program's trace), depthwise convolutions on the
+    CPU are traced as shifted slices (:func:`_jax_slices_depthwise`, the same numbers to
+    float32 rounding); elsewhere, or with ``JAX_DEPTHWISE_SLICES`` False, nothing changes.
+    ``jax.lax.conv_general_dilated`` is swapped for the block and restored after it, also
+    on errors; only the traced program keeps the slices."""
+    import jax
+
+    if not JAX_DEPTHWISE_SLICES or jax.default_backend() != "cpu":
+        yield
+        return
+    original = jax.lax.conv_general_dilated
+    jax.lax.conv_general_dilated = functools.partial(_jax_slices_depthwise, original)
+    try:
+        yield
+    finally:
+        jax.lax.conv_general_dilated = original
+
+
 def inference_function(model: keras.Model) -> Callable:
     """Build ``run(batch) -> list of numpy arrays``: the model's outputs, compiled.
 
@@ -246,7 +329,8 @@ def _jax_inference(model):
     import jax
 
     def call(trainable, non_trainable, x):
-        outputs, _ = model.stateless_call(trainable, non_trainable, x, training=False)
+        with _jax_depthwise_as_slices():
+            outputs, _ = model.stateless_call(trainable, non_trainable, x, training=False)
         return keras.tree.flatten(_full_precision(outputs))
 
     executables: dict = {}  # input shape -> compiled program
@@ -390,9 +474,10 @@ def _jax_step(model, objective, wrt):
     def loss(x, others, trainable, non_trainable, *extra):
         inputs = list(others)
         inputs.insert(wrt, x)
-        outputs, _ = model.stateless_call(
-            trainable, non_trainable, _model_inputs(inputs), training=False
-        )
+        with _jax_depthwise_as_slices():
+            outputs, _ = model.stateless_call(
+                trainable, non_trainable, _model_inputs(inputs), training=False
+            )
         outputs = _full_precision(outputs)
         return objective(outputs, *extra), outputs
 
@@ -585,9 +670,10 @@ def _jax_optimizer(model, objective, update, transform):
     import jax
 
     def loss(params, trainable, non_trainable, *extra):
-        outputs, _ = model.stateless_call(
-            trainable, non_trainable, transform(params, *extra), training=False
-        )
+        with _jax_depthwise_as_slices():
+            outputs, _ = model.stateless_call(
+                trainable, non_trainable, transform(params, *extra), training=False
+            )
         outputs = _full_precision(outputs)
         return objective(outputs, params, *extra)
 

@@ -154,3 +154,104 @@ def test_torch_step_freezes_parameters_only_during_the_step():
     with pytest.raises(RuntimeError, match="objective failed"):
         gradient_step(model, failing)([x], weights)
     assert [v.value.requires_grad for v in model.variables] == before
+
+
+# Depthwise convolutions: on JAX the compiled programs trace them as shifted slices
+# (_autodiff.JAX_DEPTHWISE_SLICES); on every backend the result must be the convolution's.
+DEPTHWISE_CASES = [
+    dict(kernel_size=3, strides=1, padding="same", dilation_rate=1),
+    dict(kernel_size=4, strides=1, padding="same", dilation_rate=1),  # padded unevenly
+    dict(kernel_size=5, strides=2, padding="same", dilation_rate=1),
+    dict(kernel_size=3, strides=2, padding="valid", dilation_rate=1),
+    dict(kernel_size=3, strides=1, padding="same", dilation_rate=2),
+    dict(kernel_size=(3, 5), strides=(1, 2), padding="valid", dilation_rate=1),
+]
+
+
+def _numpy_depthwise(x, kernel, kernel_size, strides, padding, dilation_rate):
+    """scipy's 2-D correlation of each channel with its dilated kernel, 'same' padding
+    as TensorFlow and Keras pad (the extra row and column at the bottom and right), then
+    every stride-th output: an independent computation of DepthwiseConv2D."""
+    from scipy.signal import correlate2d
+
+    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+    sh, sw = (strides, strides) if isinstance(strides, int) else strides
+    d = dilation_rate
+    dilated = np.zeros((1 + d * (kh - 1), 1 + d * (kw - 1), x.shape[-1]))
+    dilated[::d, ::d] = kernel[:, :, :, 0]
+    n, h, w, c = x.shape
+    if padding == "same":
+        pads = []
+        for size, window, stride in ((h, dilated.shape[0], sh), (w, dilated.shape[1], sw)):
+            total = max((-(-size // stride) - 1) * stride + window - size, 0)
+            pads.append((total // 2, total - total // 2))
+        x = np.pad(x, [(0, 0), *pads, (0, 0)])
+    out = np.stack([
+        np.stack([correlate2d(x[i, :, :, ch], dilated[:, :, ch], mode="valid")[::sh, ::sw]
+                  for ch in range(c)], axis=-1)
+        for i in range(n)
+    ])
+    return out
+
+
+def _depthwise_model(shape, kernel, options):
+    inputs = keras.Input(shape)
+    layer = keras.layers.DepthwiseConv2D(use_bias=False, **options)
+    model = keras.Model(inputs, layer(inputs))
+    layer.set_weights([kernel])
+    return model
+
+
+@pytest.mark.parametrize("options", DEPTHWISE_CASES, ids=lambda o: "-".join(map(str, o.values())))
+def test_depthwise_inference_and_gradient_equal_the_numpy_convolution(options):
+    rng = np.random.default_rng(1)
+    kh, kw = (options["kernel_size"],) * 2 if isinstance(options["kernel_size"], int) else options["kernel_size"]
+    kernel = rng.normal(size=(kh, kw, 3, 1)).astype("float32")
+    x = rng.normal(size=(2, 10, 9, 3)).astype("float32")
+    model = _depthwise_model(x.shape[1:], kernel, options)
+    want = _numpy_depthwise(x.astype("float64"), kernel, **options)
+    (got,) = inference_function(model)(x)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    # The gradient of sum(output * weights) is linear in the weights: central differences
+    # with a step of 1 on the float64 numpy convolution are exact.
+    weights = rng.normal(size=want.shape).astype("float32")
+    _, grad, _ = gradient_step(model, _objective)([x], weights)
+    expected = _finite_difference(
+        lambda z: float((_numpy_depthwise(z, kernel, **options) * weights[:1]).sum()),
+        x[:1].astype("float64"), eps=1.0,
+    )
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(grad)[:1], expected, atol=1e-4)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="the slices are JAX's")
+def test_jax_traces_depthwise_as_slices_only_inside_the_block():
+    import jax
+
+    kernel = np.ones((3, 3, 4, 1), "float32")
+    x = np.ones((1, 6, 6, 4), "float32")
+
+    def grouped_convolutions():
+        # A new function each time: JAX caches the trace of one it has seen.
+        def depthwise(z):
+            return keras.ops.depthwise_conv(z, kernel, strides=1, padding="same")
+
+        return str(jax.make_jaxpr(depthwise)(x)).count("feature_group_count=4")
+
+    original = jax.lax.conv_general_dilated
+    assert grouped_convolutions() == 1
+    with _autodiff._jax_depthwise_as_slices():
+        assert grouped_convolutions() == 0
+        # A dense convolution is left as it is.
+        dense = jax.make_jaxpr(lambda z: keras.ops.conv(z, np.ones((3, 3, 4, 2), "float32")))(x)
+        assert "conv_general_dilated" in str(dense)
+    assert jax.lax.conv_general_dilated is original
+    with pytest.raises(RuntimeError, match="inside"):
+        with _autodiff._jax_depthwise_as_slices():
+            raise RuntimeError("inside")
+    assert jax.lax.conv_general_dilated is original
+    try:
+        _autodiff.JAX_DEPTHWISE_SLICES = False
+        with _autodiff._jax_depthwise_as_slices():
+            assert grouped_convolutions() == 1
+    finally:
+        _autodiff.JAX_DEPTHWISE_SLICES = True
