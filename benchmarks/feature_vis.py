@@ -35,8 +35,9 @@ from convviz.inspector import Inspector
 TARGET = 1.2
 CROPS = 4
 FULL = {"layers": ("block5c_expand_conv", "top_conv"), "n_filters": 16, "steps": 20, "size": 224}
-# JAX and PyTorch run Lite0's backward pass 2-15x slower than TensorFlow on 2 CPU cores
-# (depthwise convolutions): 8 filters, 10 steps keep them to a few minutes.
+# PyTorch runs Lite0's backward pass several times slower than TensorFlow on 2 CPU cores
+# (and JAX did, 2-15x, before convviz traced depthwise convolutions as slices): 8 filters,
+# 10 steps keep them to a few minutes.
 FULL_SLOW = {**FULL, "n_filters": 8, "steps": 10}
 MIN_STEPS_TO_DIFFERENCE = 8
 QUICK = {"layers": ("block3b_expand_conv",), "n_filters": 2, "steps": 2, "size": 64}

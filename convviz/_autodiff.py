@@ -7,7 +7,8 @@ Everything else is written with ``keras.ops``. Here each backend runs the model
 - TensorFlow: ``tf.GradientTape`` inside a ``tf.function``;
 - JAX: ``jax.value_and_grad`` under ``jax.jit``, with the model's weights passed in
   as arguments (``stateless_call``) so they are not baked into the compiled code and
-  a model that keeps training still gets correct gradients;
+  a model that keeps training still gets correct gradients; on the CPU, depthwise
+  convolutions are traced as shifted slices (:func:`_jax_depthwise_as_slices`);
 - PyTorch: ``torch.autograd.grad`` in eager mode, with the model's parameters
   set not to require gradients for the duration of the step
   (:func:`_frozen_parameters`), so autograd records only what lies between the
@@ -52,6 +53,12 @@ _JAX_VARIANTS = (None, {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_
 JAX_DEPTHWISE_SLICES = True
 
 
+_CONV_ARGUMENTS = {
+    "lhs", "rhs", "window_strides", "padding", "lhs_dilation", "rhs_dilation", "dimension_numbers",
+    "feature_group_count", "batch_group_count", "precision", "preferred_element_type",
+}
+
+
 def _jax_slices_depthwise(original, *args, **kwargs):
     """``jax.lax.conv_general_dilated`` with a float32, channels-last, 2-D depthwise
     convolution (one input channel per group, one output channel per group) computed as
@@ -61,9 +68,14 @@ def _jax_slices_depthwise(original, *args, **kwargs):
 
     import jax
 
-    bound = inspect.signature(original).bind(*args, **kwargs)
+    try:
+        bound = inspect.signature(original).bind(*args, **kwargs)
+    except TypeError:
+        return original(*args, **kwargs)
     bound.apply_defaults()
     a = bound.arguments
+    if not _CONV_ARGUMENTS <= a.keys():  # a JAX whose signature differs: no slices
+        return original(*args, **kwargs)
     lhs, rhs = a["lhs"], a["rhs"]
     groups = a["feature_group_count"]
     plain = (
@@ -109,7 +121,9 @@ def _jax_depthwise_as_slices():
     CPU are traced as shifted slices (:func:`_jax_slices_depthwise`, the same numbers to
     float32 rounding); elsewhere, or with ``JAX_DEPTHWISE_SLICES`` False, nothing changes.
     ``jax.lax.conv_general_dilated`` is swapped for the block and restored after it, also
-    on errors; only the traced program keeps the slices."""
+    on errors; only the traced program keeps the slices. The swap is seen by the whole
+    process: a trace that another thread makes meanwhile also gets the slices, which
+    compute the same convolution."""
     import jax
 
     if not JAX_DEPTHWISE_SLICES or jax.default_backend() != "cpu":
