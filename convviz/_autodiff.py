@@ -137,6 +137,14 @@ def _jax_depthwise_as_slices():
         jax.lax.conv_general_dilated = original
 
 
+def _jax_forward(model, trainable, non_trainable, inputs):
+    """JAX: the model's float32 outputs in inference mode from the weights given as
+    arguments (``stateless_call``), as every compiled JAX program of this module runs it
+    (each traces under :func:`_jax_depthwise_as_slices`, used as a decorator)."""
+    outputs, _ = model.stateless_call(trainable, non_trainable, inputs, training=False)
+    return _full_precision(outputs)
+
+
 def inference_function(model: keras.Model) -> Callable:
     """Build ``run(batch) -> list of numpy arrays``: the model's outputs, compiled.
 
@@ -342,10 +350,9 @@ def _jax_variants() -> tuple:
 def _jax_inference(model):
     import jax
 
+    @_jax_depthwise_as_slices()
     def call(trainable, non_trainable, x):
-        with _jax_depthwise_as_slices():
-            outputs, _ = model.stateless_call(trainable, non_trainable, x, training=False)
-        return keras.tree.flatten(_full_precision(outputs))
+        return keras.tree.flatten(_jax_forward(model, trainable, non_trainable, x))
 
     executables: dict = {}  # input shape -> compiled program
     chosen: list = []  # the compiler options picked on the first call
@@ -485,14 +492,11 @@ def _tensorflow_step(model, objective, wrt):
 def _jax_step(model, objective, wrt):
     import jax
 
+    @_jax_depthwise_as_slices()
     def loss(x, others, trainable, non_trainable, *extra):
         inputs = list(others)
         inputs.insert(wrt, x)
-        with _jax_depthwise_as_slices():
-            outputs, _ = model.stateless_call(
-                trainable, non_trainable, _model_inputs(inputs), training=False
-            )
-        outputs = _full_precision(outputs)
+        outputs = _jax_forward(model, trainable, non_trainable, _model_inputs(inputs))
         return objective(outputs, *extra), outputs
 
     compiled = jax.jit(jax.value_and_grad(loss, has_aux=True))
@@ -683,12 +687,9 @@ def _tensorflow_optimizer(model, objective, update, transform):
 def _jax_optimizer(model, objective, update, transform):
     import jax
 
+    @_jax_depthwise_as_slices()
     def loss(params, trainable, non_trainable, *extra):
-        with _jax_depthwise_as_slices():
-            outputs, _ = model.stateless_call(
-                trainable, non_trainable, transform(params, *extra), training=False
-            )
-        outputs = _full_precision(outputs)
+        outputs = _jax_forward(model, trainable, non_trainable, transform(params, *extra))
         return objective(outputs, params, *extra)
 
     grad_fn = jax.value_and_grad(loss, has_aux=True)
